@@ -1,0 +1,114 @@
+"""Command line: ``python -m benchmarks`` (from the repo root), ``python -m virtserve.benchmarks``,
+and later ``virtserve bench`` (which calls ``main(argv)``)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from typing import Sequence
+
+from .load import LoadError
+from .report import render_markdown
+from .runners import RUNNERS
+from .scenarios import DEFAULT_TARGETS, SCENARIOS, BenchOptions, run_benchmarks
+
+__all__ = ["build_parser", "options_from_args", "main"]
+
+
+def _csv(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Benchmark virtserve against HAProxy, nginx and a direct connection "
+                    "(requests per proxy CPU-second, interleaved runs, medians).",
+    )
+    p.add_argument("--scenario", "-s", action="append", dest="scenarios", metavar="NAME",
+                   help=f"scenario to run (repeatable; default l7-keepalive-small); "
+                        f"known: {', '.join(SCENARIOS)}")
+    p.add_argument("--targets", "-t", type=_csv, default=list(DEFAULT_TARGETS),
+                   help=f"comma-separated targets (default {','.join(DEFAULT_TARGETS)}); "
+                        "missing tools are skipped")
+    p.add_argument("--runs", "-n", type=int, default=None, help="runs per target (default 3)")
+    p.add_argument("--duration", "-d", type=float, default=None,
+                   help="seconds per run (default 5; wrk rounds to whole seconds)")
+    p.add_argument("--warmup", type=float, default=None, help="warm-up seconds per target (default 2)")
+    p.add_argument("--connections", "-c", type=int, default=None,
+                   help="load connections (default: the scenario's, 50)")
+    p.add_argument("--quick", action="store_true",
+                   help="3 runs x 1 s, 1 s warm-up, 3 start-up samples")
+    p.add_argument("--load-tool", choices=("auto", "wrk", "builtin"), default="auto",
+                   help="load generator (auto: wrk when installed)")
+    p.add_argument("--startup-samples", type=int, default=None,
+                   help="start-up measurements per proxy (default 5, --quick 3; 0 disables)")
+    p.add_argument("--out", default="bench-results", help="directory for JSON and markdown "
+                   "(default bench-results/)")
+    p.add_argument("--no-out", action="store_true", help="write no files")
+    p.add_argument("--python", default=sys.executable,
+                   help="interpreter that runs virtserve and the helpers (default: this one)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 when a requested target was skipped or a run failed")
+    p.add_argument("--list", action="store_true", help="list scenarios and targets, then exit")
+    return p
+
+
+def options_from_args(args: argparse.Namespace) -> BenchOptions:
+    quick = args.quick
+    return BenchOptions(
+        scenarios=tuple(args.scenarios or ("l7-keepalive-small",)),
+        targets=tuple(args.targets),
+        runs=args.runs if args.runs is not None else 3,
+        duration=args.duration if args.duration is not None else (1.0 if quick else 5.0),
+        warmup=args.warmup if args.warmup is not None else (1.0 if quick else 2.0),
+        connections=args.connections,
+        load_tool=args.load_tool,
+        startup_samples=(args.startup_samples if args.startup_samples is not None
+                         else (3 if quick else 5)),
+        out_dir=None if args.no_out else args.out,
+        python=args.python,
+    )
+
+
+def _sigterm_to_exit(signum, frame):  # let context managers stop the processes we started
+    raise SystemExit(128 + signum)
+
+
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m benchmarks") -> int:
+    parser = build_parser(prog)
+    args = parser.parse_args(list(argv) if argv is not None else None)
+    if args.list:
+        for s in SCENARIOS.values():
+            print(f"scenario {s.name}: {s.description}")
+        for name, cls in RUNNERS.items():
+            why = cls.unavailable_reason()
+            print(f"target {name}: {'available' if not why else why}")
+        return 0
+    try:
+        opts = options_from_args(args)
+    except ValueError as e:
+        parser.error(str(e))
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _sigterm_to_exit)
+    try:
+        report = run_benchmarks(opts)
+    except (ValueError, LoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    print()
+    print(render_markdown(report), end="")
+    ok_runs = [r for res in report["results"] for r in res["runs"] if "error" not in r]
+    if not ok_runs:
+        return 1
+    if args.strict:
+        failed = [r for res in report["results"] for r in res["runs"] if "error" in r]
+        skipped = [n for res in report["results"] for n in res["skipped"]]
+        if failed or skipped:
+            return 1
+    return 0

@@ -1,0 +1,455 @@
+"""The client side of the HTTP/1.1 proxy: one asyncio.Protocol per client connection.
+
+httptools (llhttp, strict mode) frames requests; it rejects the smuggling shapes (both
+Content-Length and Transfer-Encoding, duplicate Content-Length, obs-fold, bare LF) itself.
+Each request head is rebuilt from the parsed pieces, so only what was understood is
+forwarded: hop-by-hop headers dropped, X-Forwarded-For/-Proto added, chunked bodies re-framed.
+Pipelined requests wait in a queue, with reading paused, and are answered in order.
+No task per request: the protocols call each other, and a full write buffer on one side pauses
+reading on the other.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from virtserve.engine.l7.responses import ERROR
+from virtserve.engine.l7.upstream import HttpUpstreamProtocol
+from virtserve.schedulers.base import PickContext
+
+if TYPE_CHECKING:
+    from virtserve.engine.backend import Server
+    from virtserve.engine.frontend import Frontend
+
+MAX_HEAD = 32 * 1024  # bytes of request head we accept before answering 400
+MAX_PENDING_BODY = 256 * 1024  # request body bytes held while the server connection is being set up
+
+# Reasons reading from the client is paused; reading resumes when none is left.
+_PIPELINE, _BODY, _UPSTREAM, _UPGRADE = 1, 2, 4, 8
+
+# Headers the proxy owns or that only mean something on one hop (RFC 9110 7.6.1).
+_HOP_BY_HOP = frozenset({b"connection", b"keep-alive", b"proxy-connection", b"te", b"trailer", b"upgrade"})
+_FORWARDED = frozenset({b"x-forwarded-for", b"x-forwarded-proto"})
+_SPECIAL = _HOP_BY_HOP | _FORWARDED | {b"transfer-encoding", b"content-length"}
+_VERSION = {"1.1": b" HTTP/1.1\r\n", "1.0": b" HTTP/1.0\r\n"}
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = ("head", "pending", "pending_size", "complete", "keep_alive", "head_request",
+                 "chunked", "retriable", "upgrade", "early", "conn", "server", "tries",
+                 "response_started")
+
+    def __init__(self, head: bytes, keep_alive: bool, head_request: bool, chunked: bool,
+                 has_body: bool, upgrade: bool) -> None:
+        self.head = head
+        self.pending: list[bytes] = []  # body bytes not yet sent to the server
+        self.pending_size = 0
+        self.complete = False  # the whole request was read from the client
+        self.keep_alive = keep_alive
+        self.head_request = head_request
+        self.chunked = chunked
+        self.retriable = not has_body  # can be re-sent whole on another connection
+        self.upgrade = upgrade
+        self.early = b""  # tunnel bytes the client sent after an Upgrade request
+        self.conn: HttpUpstreamProtocol | None = None
+        self.server: Server | None = None
+        self.tries = 0
+        self.response_started = False
+
+
+class HttpProxyProtocol(asyncio.Protocol):
+    __slots__ = (
+        "fe", "state", "backend", "transport", "parser", "ctx", "deadline", "paused",
+        "current", "queue", "parsing", "in_head", "head_size", "closed", "fatal", "tunnel",
+        "_url", "_parts", "_xff", "_connection", "_upgrade", "_chunked", "_has_body",
+    )
+
+    def __init__(self, fe: Frontend) -> None:
+        self.fe = fe
+        self.state = fe.state
+        self.backend = fe.backend
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.parser = httptools.HttpRequestParser(self)
+        self.ctx = PickContext()
+        self.deadline = 0.0
+        self.paused = 0
+        self.current: Exchange | None = None  # being answered
+        self.queue: deque[Exchange] = deque()  # pipelined, waiting their turn
+        self.parsing: Exchange | None = None  # head done, body still arriving
+        self.in_head = False
+        self.head_size = 0
+        self.closed = False
+        self.fatal = 0  # an error status to send once the exchange in flight is answered
+        self.tunnel: HttpUpstreamProtocol | None = None
+        self._new_request()
+
+    def _new_request(self) -> None:
+        self._url = b""
+        self._parts: list[bytes] = []
+        self._xff: bytes | None = None
+        self._connection: bytes | None = None
+        self._upgrade: bytes | None = None
+        self._chunked = False
+        self._has_body = False
+
+    # --- connection -------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
+        fe = self.fe
+        fe.current += 1
+        fe.total += 1
+        self.state.conns.add(self)
+        self.deadline = self.state.now + fe.t_http_request
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            self.tunnel.transport.write(data)
+            self.deadline = self.state.now + self.fe.t_client
+            return
+        if self.fatal or self.closed:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as exc:
+            self._upgrade_requested(data[exc.args[0]:])
+        except httptools.HttpParserError:
+            self._reject(400)
+            return
+        if self.in_head:
+            self.head_size += len(data)
+            if self.head_size > MAX_HEAD:
+                self._reject(400)
+                return
+        elif self.parsing is not None:
+            self.deadline = self.state.now + self.fe.t_client
+        if self.current is None:
+            if self.queue:
+                self._start_next()
+        elif self.queue:
+            self._pause(_PIPELINE)
+
+    # --- httptools callbacks: build the head to forward ---------------------------------------
+
+    def on_message_begin(self) -> None:
+        self.in_head = True
+        self.head_size = 0
+        if self.current is None:  # a pipelined head waits its turn without a clock
+            self.deadline = self.state.now + self.fe.t_http_request
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if not self.in_head:
+            return  # a trailer after a chunked body: dropped, as the body is re-framed
+        lname = name.lower()
+        if lname in _SPECIAL:
+            if lname == b"x-forwarded-for":
+                self._xff = value if self._xff is None else self._xff + b", " + value
+                return
+            if lname == b"connection":
+                self._connection = value.lower()
+                return
+            if lname == b"upgrade":
+                self._upgrade = value
+                return
+            if lname == b"transfer-encoding":
+                self._chunked = self._has_body = True
+            elif lname == b"content-length":
+                self._has_body = value != b"0"
+            elif lname in _HOP_BY_HOP or self.fe.forwardfor:
+                return  # hop-by-hop, or an X-Forwarded-Proto the proxy will set
+        self._parts += (name, b": ", value, b"\r\n")
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        fe = self.fe
+        method = parser.get_method()
+        keep_alive = parser.should_keep_alive()
+        upgrade = parser.should_upgrade() and self._upgrade is not None and method != b"CONNECT"
+        parts = self._parts
+        if self._connection is not None and self._connection not in (b"close", b"keep-alive"):
+            parts = _drop_connection_tokens(parts, self._connection)
+        if fe.forwardfor:
+            ip = self.ctx.client_ip.encode()
+            parts += (b"x-forwarded-for: ", ip if self._xff is None else self._xff + b", " + ip,
+                      b"\r\nx-forwarded-proto: ", fe.scheme, b"\r\n")
+        elif self._xff is not None:
+            parts += (b"x-forwarded-for: ", self._xff, b"\r\n")
+        version = _VERSION.get(parser.get_http_version(), b" HTTP/1.1\r\n")
+        if upgrade:
+            parts += (b"connection: upgrade\r\nupgrade: ", self._upgrade, b"\r\n")
+        elif version == b" HTTP/1.0\r\n":
+            parts.append(b"connection: keep-alive\r\n")  # keep the server connection poolable
+            keep_alive = False  # HTTP/1.0 clients are answered, then closed
+        ex = Exchange(b"".join((method, b" ", self._url, version, *parts, b"\r\n")),
+                      keep_alive, method == b"HEAD", self._chunked, self._has_body, upgrade)
+        if method == b"CONNECT":
+            self.fatal = 405
+        self._new_request()
+        self.in_head = False
+        self.deadline = 0.0
+        self.parsing = ex
+        self.queue.append(ex)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex.chunked:  # type: ignore[union-attr]
+            self._send_body(ex, b"%x\r\n%b\r\n" % (len(body), body))  # type: ignore[arg-type]
+        else:
+            self._send_body(ex, body)  # type: ignore[arg-type]
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        if ex is None:
+            return
+        self.parsing = None
+        if ex.chunked:
+            self._send_body(ex, b"0\r\n\r\n")
+        ex.complete = True
+
+    def _send_body(self, ex: Exchange, data: bytes) -> None:
+        conn = ex.conn
+        if conn is not None:
+            conn.transport.write(data)
+            return
+        ex.pending.append(data)
+        ex.pending_size += len(data)
+        if ex.pending_size > MAX_PENDING_BODY:
+            self._pause(_BODY)
+
+    # --- dispatch -----------------------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        ex = self.queue.popleft()
+        self.current = ex
+        if not self.queue:
+            self._resume(_PIPELINE)
+        if self.fatal:
+            self._reject(self.fatal)
+            return
+        self._dispatch(ex, None)
+
+    def _dispatch(self, ex: Exchange, avoid: Server | None) -> None:
+        backend = self.backend
+        ctx = self.ctx
+        ctx.request = ex
+        server = backend.pick(ctx, avoid)
+        if server is None:
+            self.upstream_failed(ex, 503)
+            return
+        backend.take(server)
+        ex.server = server
+        conn = self.fe.pool.acquire(server)
+        if conn is not None:
+            conn.attach(self, ex)
+        else:
+            self.state.spawn(self._connect(ex, server))
+
+    async def _connect(self, ex: Exchange, server: Server) -> None:
+        fe = self.fe
+        try:
+            async with asyncio.timeout(fe.t_connect):
+                _, conn = await self.state.loop.create_connection(
+                    lambda: HttpUpstreamProtocol(fe, server), server.address, server.port)
+        except (OSError, TimeoutError):
+            server.failures += 1
+            self._release_server(ex)
+            if self.closed:
+                return
+            ex.tries += 1
+            if ex.tries <= fe.retries:
+                self._dispatch(ex, server)  # retry on another server when there is one
+            else:
+                self.upstream_failed(ex, 503)
+            return
+        if self.closed or self.current is not ex:
+            self._release_server(ex)
+            fe.pool.release(conn)  # fresh and unused: worth keeping
+            return
+        conn.attach(self, ex)
+
+    def retry(self, ex: Exchange) -> None:
+        """A reused server connection died before answering: send the request again."""
+        server = ex.server
+        self._release_server(ex)
+        if not self.closed:
+            self._dispatch(ex, server)
+
+    def _release_server(self, ex: Exchange) -> None:
+        if ex.server is not None:
+            self.backend.drop(ex.server)
+            ex.server = None
+
+    # --- endings ------------------------------------------------------------------------------
+
+    def response_done(self, ex: Exchange, close: bool) -> None:
+        """The server side finished forwarding ex's response."""
+        self._release_server(ex)
+        self.current = None
+        if self.closed:
+            return
+        if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining:
+            self._close()
+            return
+        if self.fatal:
+            self._reject(self.fatal)
+            return
+        if self.queue:
+            self._start_next()
+        else:
+            self.deadline = self.state.now + self.fe.t_keep_alive
+
+    def upstream_failed(self, ex: Exchange, status: int) -> None:
+        """No response can come for ex: answer with status if the client has seen nothing of it."""
+        self._release_server(ex)
+        if self.closed:
+            return
+        if ex.response_started:
+            self.transport.abort()
+            return
+        self._reject(status)
+
+    def _reject(self, status: int) -> None:
+        """Answer with one of the proxy's own error responses, then close."""
+        if self.current is not None and self.current.conn is not None:
+            self.fatal = status  # answer after the exchange in flight, in order
+            self._pause(_PIPELINE)
+            return
+        self.transport.write(ERROR[status])
+        self._close()
+
+    def _close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.deadline = 0.0
+            self.transport.close()
+
+    def idle(self) -> bool:
+        """Between requests: safe to close when the engine drains."""
+        return self.current is None and self.parsing is None and not self.in_head and self.tunnel is None
+
+    def eof_received(self) -> bool:
+        # The client is done sending; still answer what is in flight (no abortonclose).
+        if self.tunnel is not None:
+            return False  # closes this side; connection_lost closes the server side
+        if self.current is None and not self.queue:
+            self._close()
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.deadline = 0.0
+        self.state.conns.discard(self)
+        self.fe.current -= 1
+        tunnel = self.tunnel
+        if tunnel is not None:
+            self.tunnel = None
+            tunnel.client = None
+            tunnel.transport.close()
+        ex = self.current
+        if ex is not None:
+            self.current = None
+            conn = ex.conn
+            if conn is not None:  # mid-exchange: that server connection cannot be reused
+                conn.client = conn.ex = None
+                ex.conn = None
+                conn.transport.abort()
+            self._release_server(ex)
+        self.queue.clear()
+
+    def on_deadline(self) -> None:
+        self.deadline = 0.0
+        ex = self.current
+        if ex is not None and not ex.response_started and self.parsing is ex:
+            # The client stopped sending the request body: give up on the server side, 408.
+            conn = ex.conn
+            if conn is not None:
+                conn.client = conn.ex = None
+                ex.conn = None
+                conn.transport.abort()
+            self._release_server(ex)
+            self.current = None
+            self._reject(408)
+        elif ex is None and self.in_head:
+            self._reject(408)  # a request began but did not complete in time
+        elif ex is None or self.tunnel is not None:
+            self._close()  # idle keep-alive or idle tunnel
+        else:
+            self.transport.abort()  # a client that stopped reading its response
+
+    # --- flow control -------------------------------------------------------------------------
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused and not self.closed:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused and not self.closed:
+                self.transport.resume_reading()
+
+    def resume_body(self) -> None:
+        self._resume(_BODY)
+
+    def pause_for_upstream(self) -> None:
+        self._pause(_UPSTREAM)
+
+    def resume_for_upstream(self) -> None:
+        self._resume(_UPSTREAM)
+
+    def pause_writing(self) -> None:
+        """The client reads slower than the server sends: stop reading from the server."""
+        ex = self.current
+        target = self.tunnel or (ex.conn if ex is not None else None)
+        if target is not None:
+            target.transport.pause_reading()
+        self.deadline = self.state.now + self.fe.t_client
+
+    def resume_writing(self) -> None:
+        ex = self.current
+        target = self.tunnel or (ex.conn if ex is not None else None)
+        if target is not None:
+            target.transport.resume_reading()
+        if ex is not None:
+            self.deadline = 0.0
+
+    # --- upgrade (WebSocket): the exchange becomes a byte tunnel ------------------------------
+
+    def _upgrade_requested(self, early: bytes) -> None:
+        ex = self.queue[-1] if self.queue else self.current
+        if ex is None or not ex.upgrade:
+            self._reject(400)
+            return
+        ex.early = early
+        self._pause(_UPGRADE)  # nothing more is HTTP until the server agrees
+
+    def start_tunnel(self, conn: HttpUpstreamProtocol) -> None:
+        ex = self.current
+        self.tunnel = conn
+        self._release_server(ex)  # type: ignore[arg-type]
+        if ex is not None and ex.early:
+            conn.transport.write(ex.early)
+        self.deadline = self.state.now + self.fe.t_client
+        self._resume(_UPGRADE)
+
+
+def _drop_connection_tokens(parts: list[bytes], connection: bytes) -> list[bytes]:
+    """Remove the headers a Connection header names as hop-by-hop (rare: rebuilt slowly)."""
+    named = {t.strip() for t in connection.split(b",")} - {b"close", b"keep-alive", b"upgrade", b""}
+    kept: list[bytes] = []
+    for i in range(0, len(parts), 4):
+        if parts[i].lower() not in named:
+            kept += parts[i:i + 4]
+    return kept

@@ -1,0 +1,56 @@
+"""Idle keep-alive connections to each real server, reused last-in first-out.
+
+LIFO keeps the hottest connections busy and lets the cold ones reach their idle timeout, so the
+pool shrinks by itself after a burst. One list per server; no timer per connection: an idle
+connection's `deadline` is swept by the engine's clock."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from virtserve.engine.backend import Server
+    from virtserve.engine.state import EngineState
+
+MAX_IDLE_PER_SERVER = 128
+
+
+class UpstreamPool:
+    def __init__(self, state: EngineState, idle_timeout: float) -> None:
+        self.state = state
+        self.idle_timeout = idle_timeout
+        self._idle: dict[Server, list[Any]] = {}
+
+    def acquire(self, server: Server) -> Any | None:
+        """An idle open connection to server, or None."""
+        idle = self._idle.get(server)
+        while idle:
+            conn = idle.pop()
+            if not conn.transport.is_closing():
+                return conn
+        return None
+
+    def release(self, conn: Any) -> None:
+        """Park a connection whose last exchange ended cleanly; close it when the pool is full."""
+        idle = self._idle.setdefault(conn.server, [])
+        if self.state.draining or len(idle) >= MAX_IDLE_PER_SERVER:
+            conn.transport.close()
+            return
+        conn.deadline = self.state.now + self.idle_timeout
+        idle.append(conn)
+
+    def forget(self, conn: Any) -> None:
+        """A parked connection closed (the server timed it out, or we did)."""
+        idle = self._idle.get(conn.server)
+        if idle and conn in idle:
+            idle.remove(conn)
+
+    def idle_count(self, server: Server | None = None) -> int:
+        if server is not None:
+            return len(self._idle.get(server, ()))
+        return sum(len(v) for v in self._idle.values())
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.transport.close()
+            idle.clear()

@@ -1,0 +1,118 @@
+"""Smoke test of the benchmark harness: tiny runs, real processes, no assertions about speed.
+
+Runs the harness programmatically against its built-in backend ("direct" target) and, when the
+`virtserve run` CLI serves, against virtserve. Checks the JSON report, not the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import pytest
+
+from virtserve.benchmarks import proc
+from virtserve.benchmarks.load import parse_wrk_text
+from virtserve.benchmarks.runners import BackendSet, probe_http
+from virtserve.benchmarks.scenarios import BenchOptions, run_benchmarks
+
+
+def _options(tmp_path, targets, **kw) -> BenchOptions:
+    base = dict(
+        targets=tuple(targets),
+        runs=2,
+        duration=0.5,
+        warmup=0.0,
+        load_tool="builtin",  # sub-second runs; wrk only does whole seconds
+        connections=4,
+        startup_samples=0,
+        out_dir=tmp_path / "out",
+        python=sys.executable,
+        log=lambda msg: None,
+    )
+    base.update(kw)
+    return BenchOptions(**base)
+
+
+def _load_report(report: dict) -> dict:
+    path = report["files"]["json"]
+    assert os.path.exists(path)
+    assert os.path.exists(report["files"]["markdown"])
+    with open(path) as f:
+        return json.load(f)
+
+
+def _ok_runs(data: dict, target: str) -> list[dict]:
+    (result,) = data["results"]
+    assert result["scenario"]["name"] == "l7-keepalive-small"
+    return [r for r in result["runs"] if r["target"] == target and "error" not in r]
+
+
+@pytest.mark.timeout(60)
+def test_direct_target_produces_runs(tmp_path):
+    report = run_benchmarks(_options(tmp_path, ["direct"]))
+    data = _load_report(report)
+    runs = _ok_runs(data, "direct")
+    assert len(runs) == 2, data["results"][0]["runs"]
+    for r in runs:
+        assert r["requests"] > 0
+        assert r["requests_per_s"] > 0
+        assert r["proxy_cpu_s"] >= 0
+        assert r["error_count"] == 0
+        assert set(r["latency_us"]) >= {"p50", "p99"}
+    summary = data["results"][0]["summary"]["direct"]
+    assert summary["runs"] == 2 and summary["requests_per_s"] > 0
+    assert data["machine"]["cores"] >= 1
+
+
+@pytest.mark.timeout(60)
+def test_virtserve_target_when_cli_serves(tmp_path):
+    report = run_benchmarks(
+        _options(tmp_path, ["virtserve"], runs=1, startup_samples=1,
+                 startup_targets=("virtserve",))
+    )
+    data = _load_report(report)
+    skipped = data["results"][0]["skipped"]
+    if "virtserve" in skipped:
+        pytest.skip("virtserve run CLI does not serve yet: " + skipped["virtserve"].splitlines()[0])
+    runs = _ok_runs(data, "virtserve")
+    assert runs and all(r["requests"] > 0 for r in runs), data["results"][0]["runs"]
+    assert data["startup"]["virtserve"]["median_s"] > 0
+
+
+@pytest.mark.timeout(30)
+def test_backend_answers_and_proc_readings(tmp_path):
+    with BackendSet(1, size=10) as backends:
+        (server,) = backends.servers
+        assert probe_http(server.host, server.port) == 200
+        assert proc.tree_peak_rss_kib(backends.pids()) > 0
+        assert proc.tree_cpu_seconds(backends.pids()) >= 0
+    assert proc.read_stat(os.getpid()).pid == os.getpid()
+
+
+def test_parse_wrk_text():
+    text = """\
+Running 2s test @ http://127.0.0.1:8080/
+  1 threads and 50 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   412.33us  222.59us   4.97ms   91.34%
+    Req/Sec   121.07k    16.80k  136.45k    80.00%
+  Latency Distribution
+     50%  350.00us
+     75%  433.00us
+     90%  609.00us
+     99%    0.99ms
+  240232 requests in 2.00s, 38.03MB read
+  Non-2xx or 3xx responses: 3
+Requests/sec: 120031.32
+Transfer/sec:     19.00MB
+"""
+    r = parse_wrk_text(text)
+    assert r.requests == 240232
+    assert r.duration_s == pytest.approx(2.0)
+    assert r.requests_per_s == pytest.approx(120031.32)
+    assert r.latency_us["p50"] == pytest.approx(350.0)
+    assert r.latency_us["p99"] == pytest.approx(990.0)
+    assert r.latency_us["max"] == pytest.approx(4970.0)
+    assert r.errors["status"] == 3

@@ -1,0 +1,3 @@
+from virtserve.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,100 @@
+"""The `virtserve` command: run, check, demo, bench."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from virtserve.engine.config import load
+from virtserve.engine.config.model import ConfigError
+
+
+def _run_loop(coro) -> None:  # type: ignore[no-untyped-def]
+    import uvloop
+
+    uvloop.run(coro)
+
+
+async def _serve(path: str) -> int:
+    from virtserve.api import Balancer
+
+    lb = await Balancer(load(path)).start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logging.getLogger("virtserve.engine").info("stopping: draining for up to %.1fs", lb.config.grace)
+    await lb.stop(grace=lb.config.grace)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    try:
+        _run_loop(_serve(args.config))
+    except OSError as exc:
+        print(f"virtserve: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"{args.config}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    print(f"Configuration file is valid: {args.config}: {config.summary()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from virtserve.demo import run_demo
+
+    with contextlib.suppress(KeyboardInterrupt):
+        try:
+            _run_loop(run_demo(port=args.port, mode=args.mode))
+        except OSError as exc:
+            print(f"virtserve demo: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from virtserve.benchmarks.__main__ import main as bench_main
+
+    return bench_main(args.rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="virtserve", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run", help="serve a config file")
+    p.add_argument("config")
+    p.set_defaults(fn=cmd_run)
+    p = sub.add_parser("check", help="validate a config file (like haproxy -c)")
+    p.add_argument("config")
+    p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("demo", help="two local backends behind a virtual server on 127.0.0.1:8080")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--mode", choices=("http", "tcp"), default="http")
+    p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("bench", help="benchmark against HAProxy and nginx (see --help)", add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(fn=cmd_bench)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    return args.fn(args)
