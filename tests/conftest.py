@@ -4,3 +4,4 @@ import uvloop
 
 def pytest_asyncio_loop_factories(config, item):
     return {"uvloop": uvloop.new_event_loop}
+pytest_plugins = ["pytester"]

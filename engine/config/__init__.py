@@ -20,6 +20,7 @@ from virtserve.engine.config.model import (
 )
 from virtserve.engine.config.native import load as load_native
 from virtserve.engine.config.native import parse as parse_native
+from virtserve.engine.config.native import parse_dict
 from virtserve.engine.config.validate import validate
 
 _LOADERS = {".toml": load_native}
@@ -38,5 +39,5 @@ def load(path: str | PathLike[str]) -> Config:
 
 __all__ = [
     "MODES", "BackendSpec", "BindSpec", "Config", "ConfigError", "FrontendSpec", "Mode",
-    "ServerSpec", "Timeouts", "load", "load_native", "parse_native", "validate",
+    "ServerSpec", "Timeouts", "load", "load_native", "parse_dict", "parse_native", "validate",
 ]

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import pathlib
 import re
 import tomllib
 from os import PathLike
-import pathlib
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from virtserve.engine.config.model import (
     MODES,
@@ -77,6 +77,14 @@ def parse(text: str, *, source: str = "<string>") -> Config:
     return config
 
 
+def parse_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
+    """The same schema given as a Python dict (the embedding API); errors name the key path."""
+    builder = _Builder(_Doc("", source))
+    config = builder.build(dict(data))
+    validate(config, locate=builder.locate)
+    return config
+
+
 class _Doc:
     def __init__(self, text: str, source: str) -> None:
         self.lines = TomlLines(text)
@@ -84,7 +92,11 @@ class _Doc:
 
     def at(self, path: Key) -> str:
         line = self.lines.nearest(path)
-        return f"{self.source}:{line}" if line else self.source
+        if line:
+            return f"{self.source}:{line}"
+        if path and not self.lines.lines:  # a dict has no lines: name the key path instead
+            return self.source + ":" + "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in path)[1:]
+        return self.source
 
     def error(self, path: Key, message: str) -> ConfigError:
         return ConfigError(self.at(path), message)
@@ -130,6 +142,7 @@ class _Builder:
 
     def build(self, data: dict) -> Config:
         top = _Table(self.doc, (), data, TOP_KEYS, "the top level")
+        kwargs = {"grace": top.get("grace", _time)} if "grace" in top else {}
         raw_defaults = top.raw["defaults"][1] if "defaults" in top else {}
         self.defaults = _Table(self.doc, ("defaults",), raw_defaults, DEFAULTS_KEYS, "[defaults]")
         for key in self.defaults.raw:  # check them even where no section inherits them
@@ -145,7 +158,6 @@ class _Builder:
                 sections.append((self.doc.lines.get(table.path) or 0, fronts, backs))
         sections.sort(key=lambda s: s[0])  # document order, whatever the kind
 
-        kwargs = {"grace": top.get("grace", _time)} if "grace" in top else {}
         config = Config(
             frontends=tuple(f for _, fronts, _ in sections for f in fronts),
             backends=tuple(b for _, _, backs in sections for b in backs),
@@ -160,7 +172,9 @@ class _Builder:
             return
         written, named = top.raw[kind]
         if not isinstance(named, dict):
-            raise self.doc.error((written,), f"{kind!r} must hold named sections like [{kind}.web], got {_show(named)}")
+            raise self.doc.error(
+                (written,), f"{kind!r} must hold named sections like [{kind}.web], got {_show(named)}"
+            )
         allowed = {"frontend": FRONTEND_KEYS, "backend": BACKEND_KEYS, "listen": LISTEN_KEYS}[kind]
         for name, body in named.items():
             label = f"[{kind}.{_key(name)}]"
@@ -171,6 +185,7 @@ class _Builder:
             yield name, _Table(self.doc, (written, name), body, allowed, label)
 
     def frontend(self, name: str, table: _Table) -> FrontendSpec:
+        binds = self.binds(table)
         if "backend" in table:
             default_backend = table.get("backend", _str)
         elif table.path[0] == "listen":
@@ -179,7 +194,7 @@ class _Builder:
             raise self.doc.error(table.path, f'{table.label} has no backend: add backend = "<name>"')
         spec = FrontendSpec(
             name=name,
-            binds=self.binds(table),
+            binds=binds,
             default_backend=default_backend,
             timeouts=self.timeouts(table),
             where=self.doc.at(table.path),
@@ -238,7 +253,9 @@ class _Builder:
         elif isinstance(value, list):
             items = [(path + (i,), item) for i, item in enumerate(value)]
         else:
-            raise self.doc.error(path, f"'bind' in {table.label}: expected an address or a list of them, got {_show(value)}")
+            raise self.doc.error(
+                path, f"'bind' in {table.label}: expected an address or a list of them, got {_show(value)}"
+            )
         binds = []
         for where, text in items:
             try:
@@ -246,7 +263,9 @@ class _Builder:
             except ValueError as exc:
                 raise self.doc.error(where, f"bind in {table.label}: {exc}") from None
             if port is None:
-                raise self.doc.error(where, f"bind {text!r} in {table.label} has no port: write 'host:port' (port 0 picks a free port)")
+                raise self.doc.error(
+                    where, f"bind {text!r} in {table.label} has no port: write 'host:port' (port 0 picks a free port)"
+                )
             binds.append(BindSpec(address=_WILDCARDS.get(host, host), port=port, where=self.doc.at(where)))
         return tuple(binds)
 
@@ -277,9 +296,11 @@ class _Builder:
             port = table.get("port", _int)
         elif port is None:
             raise self.doc.error(
-                table.path_of("address"), f"{label}: address {address!r} has no port: write 'host:port' or add port = N"
+                table.path_of("address"),
+                f"{label}: address {address!r} has no port: write 'host:port' or add port = N",
             )
-        kwargs = {key: table.get(key, _CONVERT[key]) for key in ("weight", "maxconn", "backup") if key in table}
+        kwargs = {key: table.get(key, _CONVERT[key]) for key in ("weight", "maxconn", "backup")
+                  if key in table}
         spec = ServerSpec(
             name=table.get("name", _str) if "name" in table else f"s{index + 1}",
             address=host,
@@ -355,7 +376,9 @@ def _options(value: Any) -> tuple[tuple[str, Any], ...]:
         if isinstance(item, list) and all(isinstance(x, (str, int, float, bool)) for x in item):
             item = tuple(item)
         elif not isinstance(item, (str, int, float, bool)):
-            raise ValueError(f"option {key!r} must be a string, number, boolean or a list of them, got {_show(item)}")
+            raise ValueError(
+                f"option {key!r} must be a string, number, boolean or a list of them, got {_show(item)}"
+            )
         options[canon] = item
     return tuple(sorted(options.items()))
 
@@ -396,8 +419,10 @@ def _syntax_error(exc: tomllib.TOMLDecodeError, text: str, source: str) -> Confi
     message = str(exc)
     match = _AT.search(message)
     if match:
-        return ConfigError(f"{source}:{match[1]}", f"TOML syntax error: {message[:match.start()]} (column {match[2]})")
+        what = message[:match.start()]
+        return ConfigError(f"{source}:{match[1]}", f"TOML syntax error: {what} (column {match[2]})")
     if message.endswith(_AT_END):
         line = max(len(text.splitlines()), 1)
-        return ConfigError(f"{source}:{line}", f"TOML syntax error: {message[:-len(_AT_END)].strip()} at end of file")
+        what = message[:-len(_AT_END)].strip()
+        return ConfigError(f"{source}:{line}", f"TOML syntax error: {what} at end of file")
     return ConfigError(source, f"TOML syntax error: {message}")

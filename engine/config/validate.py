@@ -86,7 +86,9 @@ def _check_backend(backend: BackendSpec, at) -> None:
 
 def _check_server(server: ServerSpec, what: str, at) -> None:
     if not isinstance(server.address, str) or server.address in ("", "*"):
-        raise ConfigError(at(server, "address"), f"{what}: needs the address of a real server, got {server.address!r}")
+        raise ConfigError(
+            at(server, "address"), f"{what}: needs the address of a real server, got {server.address!r}"
+        )
     _check_int(server, "port", 1, 65535, what, at)
     _check_int(server, "weight", 0, WEIGHT_MAX, what, at)
     _check_int(server, "maxconn", 0, None, what, at)
@@ -137,7 +139,9 @@ def _check_binds_unique(frontends, at) -> None:
 
 def _check_mode(spec, what: str, at) -> None:
     if spec.mode not in MODES:
-        raise ConfigError(at(spec, "mode"), f"{what}: mode must be one of {', '.join(MODES)}, got {spec.mode!r}")
+        raise ConfigError(
+            at(spec, "mode"), f"{what}: mode must be one of {', '.join(MODES)}, got {spec.mode!r}"
+        )
 
 
 def _check_int(spec, field: str, low: int, high: int | None, what: str, at) -> None:
