@@ -79,7 +79,10 @@ def _sigterm_to_exit(signum, frame):  # let context managers stop the processes 
 
 def main(argv: Sequence[str] | None = None, *, prog: str = "python -m benchmarks") -> int:
     parser = build_parser(prog)
-    args = parser.parse_args(list(argv) if argv is not None else None)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if argv[:1] == ["--"]:  # `virtserve bench -- --quick` passes the separator through
+        argv = argv[1:]
+    args = parser.parse_args(argv)
     if args.list:
         for s in SCENARIOS.values():
             print(f"scenario {s.name}: {s.description}")

@@ -17,7 +17,7 @@ import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -111,20 +111,22 @@ def _measure(runner: ProxyRunner, backends: BackendSet, spec: LoadSpec, tool: st
     pids = runner.pids()
     bpids = backends.pids()
     cpu0 = proc.tree_cpu_seconds(pids)
-    bcpu0 = proc.tree_cpu_seconds(bpids)
+    bcpu0 = [proc.tree_cpu_seconds([p]) for p in bpids]
     t0 = time.monotonic()
     res = run_load(runner.url, spec, tool=tool, python=python)
     wall = time.monotonic() - t0
     cpu = proc.tree_cpu_seconds(pids) - cpu0
-    bcpu = proc.tree_cpu_seconds(bpids) - bcpu0
+    bcpu = [proc.tree_cpu_seconds([p]) - c for p, c in zip(bpids, bcpu0)]
     return {
         "requests": res.requests,
         "duration_s": res.duration_s,
         "requests_per_s": res.requests_per_s,
-        "proxy_cpu_s": cpu,
+        "proxy_cpu_s": round(cpu, 4),
         "req_per_cpu_s": res.requests / cpu if cpu > 0 else None,
         "proxy_cpu_util": cpu / res.duration_s if res.duration_s > 0 else None,
-        "backend_cpu_s": bcpu,
+        "backend_cpu_s": round(sum(bcpu), 4),
+        # an uneven split shows a proxy that does not balance
+        "backend_cpu_s_each": [round(c, 4) for c in bcpu],
         "wall_s": wall,
         "errors": res.errors,
         "error_count": res.error_count,
