@@ -21,10 +21,15 @@ if TYPE_CHECKING:
 
 MAX_HELD = 64 * 1024  # client bytes held while connecting, before reading pauses
 
+# Reasons reading from the client is paused; reading resumes when none is left. Two sources
+# must not undo each other: flushing the held bytes used to resume reading while the server
+# side's write buffer was over its high-water mark, and that buffer then grew without bound.
+_HELD, _FULL = 1, 2
+
 
 class TcpClientProtocol(asyncio.Protocol):
     __slots__ = ("fe", "state", "transport", "peer", "server", "held", "held_size", "deadline",
-                 "eof", "closed", "tries", "ctx")
+                 "eof", "closed", "tries", "ctx", "paused")
 
     def __init__(self, fe: Frontend) -> None:
         self.fe = fe
@@ -39,6 +44,7 @@ class TcpClientProtocol(asyncio.Protocol):
         self.closed = False
         self.tries = 0
         self.ctx = PickContext()
+        self.paused = 0  # _HELD | _FULL
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -49,24 +55,26 @@ class TcpClientProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        self.deadline = self.state.now + fe.t_connect + fe.t_client
         self._dispatch(None)
 
     def _dispatch(self, avoid: Server | None) -> None:
-        backend = self.fe.backend
-        server = backend.pick(self.ctx, avoid)
+        fe = self.fe
+        server = fe.backend.pick(self.ctx, avoid)
         if server is None:
             self.transport.abort()
             return
-        backend.take(server)
+        fe.backend.take(server)
         self.server = server
+        # A backstop behind the connect timeout, renewed for each attempt: set once at accept,
+        # it cut the retries short whenever t_client < (retries + 1) * t_connect.
+        self.deadline = self.state.now + fe.t_connect + fe.t_client
         self.state.spawn(self._connect(server))
 
     async def _connect(self, server: Server) -> None:
         fe = self.fe
         try:
             async with asyncio.timeout(fe.t_connect):
-                _, peer = await self.state.loop.create_connection(
+                await self.state.loop.create_connection(
                     lambda: TcpServerProtocol(self), server.address, server.port)
         except (OSError, TimeoutError):
             server.failures += 1
@@ -78,20 +86,34 @@ class TcpClientProtocol(asyncio.Protocol):
                 self._dispatch(server)
             else:
                 self.transport.abort()
-            return
-        if self.closed:
-            peer.transport.close()
-            return
+        # On success, TcpServerProtocol.connection_made has already linked the pair.
+
+    def _linked(self, peer: TcpServerProtocol) -> None:
+        """The server connection exists. Called from its connection_made, before any of its
+        data_received: linked later (after create_connection returns), a pause_writing on the
+        client side caused by early server bytes found no peer to pause, and was lost."""
         self.peer = peer
         if self.held:
+            # Write first: this may pause (pause_writing -> _FULL) before _HELD is released.
             peer.transport.write(b"".join(self.held))
             self.held = []
-            if self.held_size > MAX_HELD:
-                self.transport.resume_reading()
             self.held_size = 0
+        self._resume(_HELD)
         if self.eof:
             peer.transport.write_eof()
-        self.deadline = self.state.now + fe.t_client
+        self.deadline = self.state.now + self.fe.t_client
+
+    def _pause(self, reason: int) -> None:
+        if not self.paused:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        if self.paused & reason:
+            self.paused &= ~reason
+            # Not after a FIN: on uvloop, resuming a transport that saw EOF reports it again.
+            if not self.paused and not self.eof:
+                self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         peer = self.peer
@@ -102,7 +124,7 @@ class TcpClientProtocol(asyncio.Protocol):
         self.held.append(data)
         self.held_size += len(data)
         if self.held_size > MAX_HELD:
-            self.transport.pause_reading()
+            self._pause(_HELD)
 
     def eof_received(self) -> bool:
         self.eof = True
@@ -119,8 +141,9 @@ class TcpClientProtocol(asyncio.Protocol):
             self.peer.transport.pause_reading()
 
     def resume_writing(self) -> None:
-        if self.peer is not None:
-            self.peer.transport.resume_reading()
+        peer = self.peer
+        if peer is not None and not peer.eof:
+            peer.transport.resume_reading()
 
     def on_deadline(self) -> None:
         self.close(abort=True)
@@ -156,6 +179,11 @@ class TcpServerProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
+        client = self.client
+        if client.closed:  # the client left while we were connecting
+            transport.close()
+            return
+        client._linked(self)
 
     def data_received(self, data: bytes) -> None:
         client = self.client
@@ -172,10 +200,10 @@ class TcpServerProtocol(asyncio.Protocol):
         return True
 
     def pause_writing(self) -> None:
-        self.client.transport.pause_reading()
+        self.client._pause(_FULL)
 
     def resume_writing(self) -> None:
-        self.client.transport.resume_reading()
+        self.client._resume(_FULL)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.client.close(abort=exc is not None)

@@ -95,3 +95,15 @@ def test_shipped_pytest_fixture(pytester):
     """)
     result = pytester.runpytest_subprocess("-p", "virtserve", "-q")
     result.assert_outcomes(passed=1)
+
+
+async def test_ipv6_listener_forwards_the_client_address(backends):
+    (web,) = await backends("v6")
+    config = {"listen": {"web": {"bind": "[::1]:0", "forwardfor": True,
+                                 "servers": [{"address": f"127.0.0.1:{web.port}"}]}}}
+    async with virtserve.serve(config) as lb:
+        host, port = lb.address
+        assert host == "::1" and lb.url == f"http://[::1]:{port}"
+        async with aiohttp.ClientSession() as s:
+            headers = dict((await (await s.get(lb.url + "/headers")).json())["headers"])
+        assert headers["X-Forwarded-For"] == "::1"
