@@ -37,6 +37,13 @@ _SPECIAL = _HOP_BY_HOP | _FORWARDED | {b"transfer-encoding", b"content-length"}
 _VERSION = {"1.1": b" HTTP/1.1\r\n", "1.0": b" HTTP/1.0\r\n"}
 
 
+class _Reject(Exception):
+    """Raised from a parser callback: the request is refused with this status."""
+
+    def __init__(self, status: int) -> None:
+        self.status = status
+
+
 class Exchange:
     """One request and its response."""
 
@@ -65,7 +72,8 @@ class Exchange:
 class HttpProxyProtocol(asyncio.Protocol):
     __slots__ = (
         "fe", "state", "backend", "transport", "parser", "ctx", "deadline", "paused",
-        "current", "queue", "parsing", "in_head", "head_size", "closed", "fatal", "tunnel",
+        "current", "queue", "parsing", "in_head", "head_size", "head_raw", "began", "closed",
+        "fatal", "tunnel", "blocked", "eof",
         "_url", "_parts", "_xff", "_connection", "_upgrade", "_chunked", "_has_body",
     )
 
@@ -82,10 +90,14 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.queue: deque[Exchange] = deque()  # pipelined, waiting their turn
         self.parsing: Exchange | None = None  # head done, body still arriving
         self.in_head = False
-        self.head_size = 0
+        self.head_size = 0  # head bytes seen by the parser callbacks (url, headers)
+        self.head_raw = 0  # bytes received while a head is incomplete (bounds httptools' buffer)
+        self.began = False  # a request began within the bytes being parsed now
         self.closed = False
-        self.fatal = 0  # an error status to send once the exchange in flight is answered
+        self.fatal = 0  # an error status to send once the requests before it are answered
         self.tunnel: HttpUpstreamProtocol | None = None
+        self.blocked = False  # the client's write buffer is over its high-water mark
+        self.eof = False  # the client shut down its sending side
         self._new_request()
 
     def _new_request(self) -> None:
@@ -111,46 +123,67 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.deadline = self.state.now + fe.t_http_request
 
     def data_received(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            self.tunnel.transport.write(data)
-            self.deadline = self.state.now + self.fe.t_client
+        tunnel = self.tunnel
+        if tunnel is not None:
+            tunnel.transport.write(data)
+            # Traffic either way keeps both sides of a tunnel alive (one-way streams exist).
+            now = self.state.now
+            self.deadline = now + self.fe.t_client
+            tunnel.deadline = now + self.fe.t_server
             return
         if self.fatal or self.closed:
             return
+        self.began = False
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade as exc:
             self._upgrade_requested(data[exc.args[0]:])
+            if self.fatal:
+                return
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _Reject):
+                raise
+            self._bad_request(exc.__context__.status)
+            return
         except httptools.HttpParserError:
-            self._reject(400)
+            self._bad_request(400)
             return
         if self.in_head:
-            self.head_size += len(data)
-            if self.head_size > MAX_HEAD:
-                self._reject(400)
-                return
-        elif self.parsing is not None:
+            # The callbacks count what the parser handed over; a head that never ends (one
+            # endless header value) sits in httptools' buffer, so bound the raw bytes too. The
+            # piece where a head began is not counted: it may hold the previous request's body.
+            if not self.began:
+                self.head_raw += len(data)
+                if self.head_raw > MAX_HEAD:
+                    self._bad_request(400)
+                    return
+        elif self.parsing is not None and not self.paused & _UPSTREAM:
             self.deadline = self.state.now + self.fe.t_client
-        if self.current is None:
-            if self.queue:
-                self._start_next()
-        elif self.queue:
+        if self.current is None and self.queue:
+            self._start_next()
+        if self.queue:
             self._pause(_PIPELINE)
 
     # --- httptools callbacks: build the head to forward ---------------------------------------
 
     def on_message_begin(self) -> None:
-        self.in_head = True
-        self.head_size = 0
+        self.in_head = self.began = True
+        self.head_size = self.head_raw = 0
         if self.current is None:  # a pipelined head waits its turn without a clock
             self.deadline = self.state.now + self.fe.t_http_request
 
     def on_url(self, url: bytes) -> None:
         self._url += url
+        self.head_size += len(url)
+        if self.head_size > MAX_HEAD:
+            raise _Reject(400)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if not self.in_head:
             return  # a trailer after a chunked body: dropped, as the body is re-framed
+        self.head_size += len(name) + len(value) + 4
+        if self.head_size > MAX_HEAD:
+            raise _Reject(400)
         lname = name.lower()
         if lname in _SPECIAL:
             if lname == b"x-forwarded-for":
@@ -174,8 +207,13 @@ class HttpProxyProtocol(asyncio.Protocol):
         parser = self.parser
         fe = self.fe
         method = parser.get_method()
+        version = _VERSION.get(parser.get_http_version())
+        if version is None:  # HTTP/0.9 (llhttp takes it) or an unknown version
+            raise _Reject(400)
+        if method == b"CONNECT":
+            raise _Reject(405)  # no forward-proxy tunnels: answered after what came before
         keep_alive = parser.should_keep_alive()
-        upgrade = parser.should_upgrade() and self._upgrade is not None and method != b"CONNECT"
+        upgrade = parser.should_upgrade() and self._upgrade is not None
         parts = self._parts
         if self._connection is not None and self._connection not in (b"close", b"keep-alive"):
             parts = _drop_connection_tokens(parts, self._connection)
@@ -185,16 +223,15 @@ class HttpProxyProtocol(asyncio.Protocol):
                       b"\r\nx-forwarded-proto: ", fe.scheme, b"\r\n")
         elif self._xff is not None:
             parts += (b"x-forwarded-for: ", self._xff, b"\r\n")
-        version = _VERSION.get(parser.get_http_version(), b" HTTP/1.1\r\n")
         if upgrade:
             parts += (b"connection: upgrade\r\nupgrade: ", self._upgrade, b"\r\n")
         elif version == b" HTTP/1.0\r\n":
             parts.append(b"connection: keep-alive\r\n")  # keep the server connection poolable
-            keep_alive = False  # HTTP/1.0 clients are answered, then closed
+            # As HAProxy: an HTTP/1.0 client is answered, then closed, unless it asked for
+            # keep-alive (llhttp's should_keep_alive says so). Closing one that asked while the
+            # server's answer (to our keep-alive request) says keep-alive would race its reuse.
         ex = Exchange(b"".join((method, b" ", self._url, version, *parts, b"\r\n")),
                       keep_alive, method == b"HEAD", self._chunked, self._has_body, upgrade)
-        if method == b"CONNECT":
-            self.fatal = 405
         self._new_request()
         self.in_head = False
         self.deadline = 0.0
@@ -221,6 +258,11 @@ class HttpProxyProtocol(asyncio.Protocol):
         conn = ex.conn
         if conn is not None:
             conn.transport.write(data)
+            # The server timeout measures the server's inactivity: a body still flowing to it
+            # is activity (HAProxy refreshes the read timeout on writes), or a slow upload longer
+            # than `timeout server` would end in a 504. Not while we hold its response back.
+            if not self.blocked:
+                conn.deadline = self.state.now + self.fe.t_server
             return
         ex.pending.append(data)
         ex.pending_size += len(data)
@@ -234,9 +276,6 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.current = ex
         if not self.queue:
             self._resume(_PIPELINE)
-        if self.fatal:
-            self._reject(self.fatal)
-            return
         self._dispatch(ex, None)
 
     def _dispatch(self, ex: Exchange, avoid: Server | None) -> None:
@@ -264,7 +303,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         except (OSError, TimeoutError):
             server.failures += 1
             self._release_server(ex)
-            if self.closed:
+            if self.closed or self.current is not ex:
                 return
             ex.tries += 1
             if ex.tries <= fe.retries:
@@ -298,20 +337,26 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.current = None
         if self.closed:
             return
+        # A server connection paused for this exchange (a slow upload) no longer holds the
+        # client back; left set, the flag would keep the client paused for good.
+        self._resume(_UPSTREAM)
         if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining:
             self._close()
             return
-        if self.fatal:
-            self._reject(self.fatal)
-            return
         if self.queue:
             self._start_next()
+        elif self.fatal:
+            self._reject(self.fatal)  # the requests before the bad one are answered: now it
+        elif self.eof:
+            self._close()  # a half-closed client sends nothing more: do not wait for it
         else:
             self.deadline = self.state.now + self.fe.t_keep_alive
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         """No response can come for ex: answer with status if the client has seen nothing of it."""
         self._release_server(ex)
+        if self.current is ex:
+            self.current = None
         if self.closed:
             return
         if ex.response_started:
@@ -319,19 +364,50 @@ class HttpProxyProtocol(asyncio.Protocol):
             return
         self._reject(status)
 
+    def _bad_request(self, status: int) -> None:
+        """The client sent something we refuse. Nothing more is parsed (what comes is read and
+        dropped); the requests queued before the bad one are still answered in order, then the
+        error, then the connection closes."""
+        self.fatal = status  # from now on data_received discards what comes
+        self.in_head = False
+        ex = self.parsing
+        if ex is not None:  # broken inside a body: that request cannot be completed
+            self.parsing = None
+            if ex is not self.current:
+                self.queue.pop()  # the last one queued: never sent anywhere
+            elif ex.response_started:
+                self.transport.abort()
+                return
+            else:
+                self._abandon(ex)
+        if self.current is None:
+            if self.queue:
+                self._start_next()
+            else:
+                self._reject(status)
+
+    def _abandon(self, ex: Exchange) -> None:
+        """Give up on the exchange in flight: its server connection cannot be reused."""
+        conn = ex.conn
+        if conn is not None:
+            conn.client = conn.ex = None
+            ex.conn = None
+            conn.transport.abort()
+        self._release_server(ex)
+        self.current = None
+
     def _reject(self, status: int) -> None:
-        """Answer with one of the proxy's own error responses, then close."""
-        if self.current is not None and self.current.conn is not None:
-            self.fatal = status  # answer after the exchange in flight, in order
-            self._pause(_PIPELINE)
-            return
+        """Answer with one of the proxy's own error responses, then close. Only when it is the
+        turn of the request it answers: nothing else is in flight."""
         self.transport.write(ERROR[status])
         self._close()
 
     def _close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.deadline = 0.0
+            # close() waits for the write buffer to drain: a client that never reads the end
+            # of its response is given `timeout client`, then cut (see on_deadline).
+            self.deadline = self.state.now + self.fe.t_client if self.blocked else 0.0
             self.transport.close()
 
     def idle(self) -> bool:
@@ -342,6 +418,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         # The client is done sending; still answer what is in flight (no abortonclose).
         if self.tunnel is not None:
             return False  # closes this side; connection_lost closes the server side
+        self.eof = True
         if self.current is None and not self.queue:
             self._close()
         return True
@@ -369,16 +446,14 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def on_deadline(self) -> None:
         self.deadline = 0.0
+        if self.closed:  # closing, but the client does not take the rest of the response
+            self.transport.abort()
+            return
         ex = self.current
         if ex is not None and not ex.response_started and self.parsing is ex:
             # The client stopped sending the request body: give up on the server side, 408.
-            conn = ex.conn
-            if conn is not None:
-                conn.client = conn.ex = None
-                ex.conn = None
-                conn.transport.abort()
-            self._release_server(ex)
-            self.current = None
+            self.parsing = None
+            self._abandon(ex)
             self._reject(408)
         elif ex is None and self.in_head:
             self._reject(408)  # a request began but did not complete in time
@@ -405,32 +480,48 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def pause_for_upstream(self) -> None:
         self._pause(_UPSTREAM)
+        if self.tunnel is None and self.parsing is not None:
+            self.deadline = 0.0  # the client is not late: we stopped reading it
 
     def resume_for_upstream(self) -> None:
         self._resume(_UPSTREAM)
+        if self.tunnel is None and self.parsing is not None:
+            self.deadline = self.state.now + self.fe.t_client
 
     def pause_writing(self) -> None:
         """The client reads slower than the server sends: stop reading from the server."""
+        self.blocked = True
         ex = self.current
         target = self.tunnel or (ex.conn if ex is not None else None)
         if target is not None:
             target.transport.pause_reading()
-        self.deadline = self.state.now + self.fe.t_client
+            if self.tunnel is None:
+                target.deadline = 0.0  # the server is not late: we stopped reading it
+        self.deadline = self.state.now + self.fe.t_client  # the client must read in time
 
     def resume_writing(self) -> None:
+        self.blocked = False
         ex = self.current
         target = self.tunnel or (ex.conn if ex is not None else None)
         if target is not None:
             target.transport.resume_reading()
-        if ex is not None:
-            self.deadline = 0.0
+            if self.tunnel is None:
+                target.deadline = self.state.now + self.fe.t_server
+        if self.closed:
+            return  # keep the deadline pause_writing set: the rest must drain in time
+        if self.tunnel is not None or self.parsing is not None:
+            self.deadline = self.state.now + self.fe.t_client
+        elif ex is not None:
+            self.deadline = 0.0  # waiting on the server: its timeout runs, not the client's
+        else:
+            self.deadline = self.state.now + self.fe.t_keep_alive
 
     # --- upgrade (WebSocket): the exchange becomes a byte tunnel ------------------------------
 
     def _upgrade_requested(self, early: bytes) -> None:
         ex = self.queue[-1] if self.queue else self.current
         if ex is None or not ex.upgrade:
-            self._reject(400)
+            self._bad_request(400)
             return
         ex.early = early
         self._pause(_UPGRADE)  # nothing more is HTTP until the server agrees

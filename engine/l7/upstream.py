@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from virtserve.engine.frontend import Frontend
     from virtserve.engine.l7.protocol import Exchange, HttpProxyProtocol
 
+MAX_RESPONSE_HEAD = 64 * 1024  # bytes held for a response head before it is judged invalid (502)
+
 _FRAMED = re.compile(rb"\r\n(content-length|transfer-encoding)[ \t]*:", re.IGNORECASE)
 
 
@@ -27,7 +29,8 @@ class _HeadResponseEnd(Exception):
 class HttpUpstreamProtocol(asyncio.Protocol):
     __slots__ = (
         "fe", "server", "state", "transport", "parser", "client", "ex", "deadline", "reused",
-        "head_done", "final", "done", "keep_alive", "held", "first_chunk", "tunnel", "status",
+        "head_done", "final", "done", "keep_alive", "poolable", "held", "held_size", "first_chunk",
+        "tunnel", "status",
     )
 
     def __init__(self, fe: Frontend, server: Server) -> None:
@@ -47,8 +50,10 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         self.head_done = False  # a final (non-1xx) response head was seen
         self.final = False
         self.done = False
-        self.keep_alive = False
+        self.keep_alive = False  # what the response says (Connection, version)
+        self.poolable = True  # false when the server sent more than the response
         self.held: list[bytes] | None = None  # bytes before the head was complete
+        self.held_size = 0
         self.first_chunk = b""
         self.status = 0
 
@@ -65,6 +70,11 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         ex.conn = self
         self._reset()
         self.deadline = self.state.now + self.fe.t_server
+        if client.blocked:
+            # The client is still behind on earlier responses (pipelining): its
+            # resume_writing will start this one; reading now would buffer without bound.
+            self.transport.pause_reading()
+            self.deadline = 0.0
         pending = ex.pending
         if pending:
             ex.pending = []
@@ -78,7 +88,9 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         client = self.client
         if self.tunnel:
             client.transport.write(data)  # type: ignore[union-attr]
-            self.deadline = self.state.now + self.fe.t_server
+            now = self.state.now
+            self.deadline = now + self.fe.t_server
+            client.deadline = now + self.fe.t_client  # type: ignore[union-attr]
             return
         if client is None:  # an idle connection must not talk: drop it
             self.transport.close()
@@ -101,6 +113,7 @@ class HttpUpstreamProtocol(asyncio.Protocol):
                 raise
             self.parser = httptools.HttpResponseParser(self)
             self.done = True
+            data = self._head_only(data)
         except httptools.HttpParserError:
             self._invalid()
             return
@@ -109,6 +122,9 @@ class HttpUpstreamProtocol(asyncio.Protocol):
                 self.held = [data]
             else:
                 self.held.append(data)
+            self.held_size += len(data)
+            if self.held_size > MAX_RESPONSE_HEAD:  # a head that does not end: held no longer
+                self._invalid()
             return
         self._flush(data)
         if self.done:
@@ -118,10 +134,29 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         held = self.held
         if held:
             held.append(data)
-            data = b"".join(held)
+            data = self.first_chunk = b"".join(held)  # the whole head, for connection_lost
             self.held = None
         self.client.transport.write(data)  # type: ignore[union-attr]
         self.ex.response_started = True  # type: ignore[union-attr]
+
+    def _head_only(self, data: bytes) -> bytes:
+        """The response to HEAD ends with its head; llhttp stopped there but cannot say where.
+        Whatever the server sent after it (a body it should not send) is not forwarded, and the
+        connection is not reused, or those bytes would be read as the next response."""
+        if self.held:
+            data = b"".join(self.held) + data
+            self.held = None
+        pos = 0
+        while True:
+            end = data.find(b"\r\n\r\n", pos)
+            if end < 0:  # the head's end was split across reads (after a 1xx): cannot tell
+                return data
+            if data[pos + 9:pos + 10] != b"1":  # not an interim (1xx) head before it
+                break
+            pos = end + 4
+        if end + 4 < len(data):
+            self.poolable = False
+        return data[:end + 4]
 
     # --- httptools callbacks ----------------------------------------------------------------
 
@@ -148,8 +183,17 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         ex, client = self.ex, self.client
         self.ex = self.client = None
         ex.conn = None  # type: ignore[union-attr]
-        if self.keep_alive and ex.complete and not close_client and not self.transport.is_closing():  # type: ignore[union-attr]
+        if not self.keep_alive:
+            # The response tells the client the connection closes (Connection: close, or an
+            # HTTP/1.0 answer). Responses pass as bytes, so that header cannot be rewritten as
+            # HAProxy does: keep what the client was told, and close its side too.
+            close_client = True
+        if self.keep_alive and self.poolable and ex.complete and not close_client and not self.transport.is_closing():  # type: ignore[union-attr]
             self.reused = True
+            # The client may have paused us with the last bytes it was sent: a parked
+            # connection must read (to see the server close it), and the next exchange on it
+            # must get its response.
+            self.transport.resume_reading()
             self.fe.pool.release(self)
         else:
             self.deadline = 0.0
