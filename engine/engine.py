@@ -45,7 +45,7 @@ class Engine:
         self.backends = {spec.name: Backend(spec) for spec in self.config.backends}
         try:
             for spec in self.config.frontends:
-                fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool)
+                fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool, _PROTOCOLS[spec.mode])
                 self.frontends[spec.name] = fe
                 self._listeners[spec.name] = await self._bind(spec, fe)
         except BaseException:
@@ -57,13 +57,12 @@ class Engine:
                 log.info("frontend %s (%s) listening on %s:%d", name, mode, host, port)
 
     async def _bind(self, spec: FrontendSpec, fe: Frontend) -> list[asyncio.base_events.Server]:
-        factory = _PROTOCOLS[spec.mode]
         loop = asyncio.get_running_loop()
         servers = []
         for bind in spec.binds:
             try:
                 servers.append(await loop.create_server(
-                    lambda: factory(fe), bind.address, bind.port,
+                    fe.protocol, bind.address, bind.port,
                     reuse_address=True, backlog=1024, family=_family(bind.address)))
             except OSError as exc:
                 for server in servers:

@@ -1,8 +1,10 @@
 """Runtime frontend: what a client connection needs from its listener, resolved once from the
-config so the data path reads plain attributes."""
+config so the data path reads plain attributes; and the frontend's `maxconn` admission."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Callable
 
 from virtserve.engine.config.model import FrontendSpec
 
@@ -11,14 +13,18 @@ if TYPE_CHECKING:
     from virtserve.engine.state import EngineState
     from virtserve.engine.upstream.pool import UpstreamPool
 
+MAX_WAITING_BYTES = 64 * 1024  # what a waiting client may send before reading pauses for good
+
 
 class Frontend:
-    def __init__(self, spec: FrontendSpec, backend: Backend, state: EngineState, pool: UpstreamPool) -> None:
+    def __init__(self, spec: FrontendSpec, backend: Backend, state: EngineState, pool: UpstreamPool,
+                 protocol: Callable[[Frontend], asyncio.Protocol]) -> None:
         self.spec = spec
         self.name = spec.name
         self.backend = backend
         self.state = state
         self.pool = pool
+        self._protocol = protocol
         ft, bt = spec.timeouts, backend.spec.timeouts
         self.t_client = ft.client
         self.t_http_request = ft.http_request
@@ -29,5 +35,78 @@ class Frontend:
         self.forwardfor = spec.forwardfor or backend.spec.forwardfor
         self.maxconn = spec.maxconn
         self.scheme = b"http"
-        self.current = 0  # client connections open now
-        self.total = 0  # client connections accepted
+        self.current = 0  # client connections being served now
+        self.total = 0  # client connections served
+        self.waiting: deque[WaitingProtocol] = deque()  # accepted beyond maxconn
+
+    def protocol(self) -> asyncio.Protocol:
+        """The listener's protocol factory. Beyond maxconn a connection is accepted but not
+        served until another ends (HAProxy leaves it in the accept queue: same effect)."""
+        if self.maxconn and (self.current >= self.maxconn or self.waiting):
+            return WaitingProtocol(self)
+        return self._protocol(self)
+
+    def release(self) -> None:
+        """A served connection ended: admit the longest-waiting one."""
+        self.current -= 1
+        waiting = self.waiting
+        while waiting and self.current < self.maxconn:
+            waiting.popleft().admit(self._protocol(self))
+
+
+class WaitingProtocol(asyncio.Protocol):
+    """A connection accepted beyond the frontend's maxconn: not read, not answered, until a slot
+    frees; then its transport moves to the real protocol with whatever arrived meanwhile."""
+
+    __slots__ = ("fe", "transport", "early", "early_size", "eof", "deadline", "gone")
+
+    def __init__(self, fe: Frontend) -> None:
+        self.fe = fe
+        self.transport: asyncio.Transport = None  # type: ignore[assignment]
+        self.early: list[bytes] = []
+        self.early_size = 0
+        self.eof = False
+        self.deadline = 0.0
+        self.gone = False
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self.transport = transport
+        transport.pause_reading()
+        self.fe.waiting.append(self)
+        self.fe.state.conns.add(self)
+        self.deadline = self.fe.state.now + self.fe.t_client
+
+    def data_received(self, data: bytes) -> None:
+        # uvloop may deliver bytes already read despite pause_reading(): keep them for later.
+        self.early.append(data)
+        self.early_size += len(data)
+        if self.early_size > MAX_WAITING_BYTES:
+            self.transport.pause_reading()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        return True
+
+    def idle(self) -> bool:
+        return True  # never served: closed at once when the engine drains
+
+    def on_deadline(self) -> None:
+        self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.gone = True
+        self.fe.state.conns.discard(self)
+        if self in self.fe.waiting:
+            self.fe.waiting.remove(self)
+
+    def admit(self, protocol: asyncio.Protocol) -> None:
+        self.fe.state.conns.discard(self)
+        transport = self.transport
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        for data in self.early:
+            protocol.data_received(data)
+        if self.eof and not protocol.eof_received():
+            transport.close()
+        elif not transport.is_closing():
+            transport.resume_reading()

@@ -158,7 +158,7 @@ class TcpClientProtocol(asyncio.Protocol):
             peer.transport.abort() if abort else peer.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.fe.current -= 1
+        self.fe.release()
         self.state.conns.discard(self)
         self.close(abort=exc is not None)
         self._release_server()

@@ -427,7 +427,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.closed = True
         self.deadline = 0.0
         self.state.conns.discard(self)
-        self.fe.current -= 1
+        self.fe.release()
         tunnel = self.tunnel
         if tunnel is not None:
             self.tunnel = None
