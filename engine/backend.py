@@ -6,8 +6,10 @@ IPVS table) through its hook, so no one recomputes anything per pick.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
+from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import BackendSpec, ServerSpec
 from virtserve.schedulers.base import PickContext, Scheduler, create
 
@@ -21,6 +23,7 @@ class Server:
         "spec", "name", "address", "port", "backup", "maxconn", "index",
         "up", "weight", "active", "inactive", "total", "failures",
         "sched",  # a slot any scheduler may use for its own per-server data
+        "admin", "uweight", "last_change", "counters",
     )
 
     def __init__(self, spec: ServerSpec, index: int = 0) -> None:
@@ -38,6 +41,10 @@ class Server:
         self.total = 0  # connections or requests ever assigned
         self.failures = 0  # connect failures
         self.sched: Any = None
+        self.admin = ""  # "", "drain" or "maint": set by the operator (stats page, runtime API)
+        self.uweight = spec.weight  # the weight the operator gave; `weight` is what is in force
+        self.last_change = time.monotonic()  # of the status, for "time since last change"
+        self.counters = Counters()
 
     @property
     def available(self) -> bool:
@@ -66,6 +73,7 @@ class Backend:
         self.backup_scheduler: Scheduler | None = create(spec.scheduler, backups, options) if backups else None
         self.total = 0  # work ever assigned
         self.no_server = 0  # picks that found no server
+        self.counters = Counters()
 
     def _scheduler_of(self, s: Server) -> Scheduler:
         return self.backup_scheduler if s.backup else self.scheduler  # type: ignore[return-value]
@@ -80,6 +88,8 @@ class Backend:
 
     def take(self, s: Server) -> None:
         s.active += 1
+        if s.active > s.counters.max_cur:
+            s.counters.max_cur = s.active
         s.total += 1
         self.total += 1
         self._scheduler_of(s).take(s)
@@ -92,6 +102,7 @@ class Backend:
         if s.up == up:
             return
         s.up = up
+        s.last_change = time.monotonic()
         log.warning("Server %s/%s is %s%s", self.name, s.name, "UP" if up else "DOWN",
                     f", reason: {reason}" if reason else "")
         sched = self._scheduler_of(s)
@@ -102,6 +113,50 @@ class Backend:
             return
         s.weight = weight
         self._scheduler_of(s).weight(s)
+
+    # --- operator changes (stats page, runtime API): no reload needed ------------------------
+
+    def set_admin(self, s: Server, admin: str) -> None:
+        """"" (ready), "drain" (no new work, current work finishes) or "maint" (out of
+        service). Both drain and maint take the effective weight to 0 so no scheduler picks s;
+        ready gives back the operator's weight."""
+        if admin not in ("", "drain", "maint"):
+            raise ValueError(f"unknown admin state {admin!r}")
+        if s.admin == admin:
+            return
+        s.admin = admin
+        s.last_change = time.monotonic()
+        log.warning("Server %s/%s is %s", self.name, s.name, {"": "READY", "drain": "DRAIN", "maint": "MAINT"}[admin])
+        self.set_weight(s, 0 if admin else s.uweight)
+
+    def set_user_weight(self, s: Server, weight: int) -> None:
+        """The operator's weight: in force at once unless s is drained or in maintenance."""
+        s.uweight = weight
+        if not s.admin:
+            self.set_weight(s, weight)
+
+    def add_server(self, spec: ServerSpec, admin: str = "maint") -> Server:
+        """A new server, told to its scheduler incrementally (no rebuild of the others)."""
+        if spec.name in self.by_name:
+            raise ValueError(f"server {self.name}/{spec.name} already exists")
+        s = Server(spec, max((x.index for x in self.servers), default=-1) + 1)
+        s.admin = admin
+        if admin:
+            s.weight = 0
+        self.servers.append(s)
+        self.by_name[s.name] = s
+        if s.backup:
+            if self.backup_scheduler is None:
+                self.backup_scheduler = create(self.spec.scheduler, [s], self.spec.options)
+                return s
+        self._scheduler_of(s).add(s)
+        return s
+
+    def remove_server(self, s: Server) -> None:
+        """Forget s; only once nothing is in flight on it (the caller checks `active`)."""
+        self._scheduler_of(s).remove(s)
+        self.servers.remove(s)
+        del self.by_name[s.name]
 
     def state(self) -> list[dict[str, Any]]:
         """Live server state for the embedding API."""

@@ -7,6 +7,7 @@ import logging
 import socket
 from typing import Any, Callable
 
+from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import Config, FrontendSpec
 from virtserve.engine.frontend import Frontend
@@ -32,6 +33,7 @@ class Engine:
         self.pool: UpstreamPool | None = None
         self._listeners: dict[str, list[asyncio.base_events.Server]] = {}
         self._stopped: asyncio.Event | None = None
+        self.admin: AdminPlane | None = None
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -48,6 +50,8 @@ class Engine:
                 fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool, _PROTOCOLS[spec.mode])
                 self.frontends[spec.name] = fe
                 self._listeners[spec.name] = await self._bind(spec, fe)
+            self.admin = AdminPlane(self)
+            await self.admin.start()
         except BaseException:
             await self.close()
             raise
@@ -100,6 +104,9 @@ class Engine:
             return
         if not self.state.draining:
             await self.drain(grace=0)
+        if self.admin is not None:
+            await self.admin.close()
+            self.admin = None
         for servers in self._listeners.values():
             for server in servers:
                 server.close()

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
+from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import FrontendSpec
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ class Frontend:
         self.current = 0  # client connections being served now
         self.total = 0  # client connections served
         self.waiting: deque[WaitingProtocol] = deque()  # accepted beyond maxconn
+        self.counters = Counters()
+        self.log: Any = None  # an AccessLog when logging is on: the data path tests `is not None`
 
     def protocol(self) -> asyncio.Protocol:
         """The listener's protocol factory. Beyond maxconn a connection is accepted but not

@@ -67,6 +67,17 @@ class Scheduler:
     def weight(self, s: Server) -> None:
         """s's effective weight changed."""
 
+    def add(self, s: Server) -> None:
+        """s joined at runtime (appended, as HAProxy's dynamic servers): by default told as a
+        weight change, which every algorithm already handles incrementally."""
+        self.servers.append(s)
+        self.weight(s)
+
+    def remove(self, s: Server) -> None:
+        """s left at runtime (drained first: nothing in flight on it)."""
+        self.servers.remove(s)
+        self.weight(s)
+
 
 _REGISTRY: dict[str, type[Scheduler]] = {}
 

@@ -71,6 +71,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from virtserve.engine.admin.socket import send
+
+    try:
+        answer = send(args.socket, " ".join(args.words))
+    except OSError as exc:
+        print(f"virtserve ctl: {args.socket}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    sys.stdout.write(answer)
+    # HAProxy answers refusals in words; say so in the exit status too, for scripts.
+    refused = ("Unknown command", "No such", "Require", "Invalid", "Permission denied", "Only servers",
+               "Server still", "Already exists", "Weight must", "'")
+    return 1 if answer.startswith(refused) else 0
+
+
 def cmd_bench(argv: list[str]) -> int:
     from virtserve.benchmarks import main as bench_main
 
@@ -94,6 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--mode", choices=("http", "tcp"), default="http")
     p.set_defaults(fn=cmd_demo)
+    p = sub.add_parser("ctl", help="send a runtime API command to a stats socket (like socat)")
+    p.add_argument("socket", help="the path of `stats socket`")
+    p.add_argument("words", nargs="+", metavar="COMMAND", help='e.g. show stat, "set server app/s1 state drain"')
+    p.set_defaults(fn=cmd_ctl)
     sub.add_parser("bench", help="benchmark against HAProxy and nginx (virtserve bench --help)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

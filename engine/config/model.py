@@ -84,11 +84,47 @@ class FrontendSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class StatsSpec:
+    """HAProxy's `stats` settings: the page (and /metrics) on its own listener, and the
+    runtime API socket (`stats socket PATH level admin`)."""
+
+    bind: BindSpec | None = None  # no page without one
+    uri: str = "/"
+    realm: str = "HAProxy Statistics"
+    auth: tuple[tuple[str, str], ...] = ()  # (user, password); none: no credentials asked
+    hide_version: bool = False
+    admin: bool = False  # the page may change servers (ready/drain/maint, weight)
+    refresh: float = 10.0  # seconds between the page's own reloads; 0: none
+    metrics_uri: str = "/metrics"  # Prometheus text on the same listener; "" for none
+    socket: str = ""  # UNIX socket path of the runtime API; "" for none
+    socket_level: str = "admin"  # "user" (show only), "operator" or "admin"
+    where: str = field(default="", compare=False)
+
+
+LOG_FORMATS = ("auto", "httplog", "tcplog")
+
+
+@dataclass(frozen=True, slots=True)
+class LogSpec:
+    """Access logs in HAProxy's formats. `target`: "stdout", "stderr", a file path, "udp@HOST:PORT"
+    or "unix@PATH" (syslog); "auto" picks httplog for mode http frontends, tcplog for mode tcp."""
+
+    target: str = "stdout"
+    format: str = "auto"
+    dontlognull: bool = False
+    facility: str = "local0"
+    tag: str = "virtserve"
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     frontends: tuple[FrontendSpec, ...] = ()
     backends: tuple[BackendSpec, ...] = ()
     grace: float = 10.0  # seconds in-flight work may take to finish on stop
     source: str = field(default="", compare=False)
+    stats: StatsSpec | None = None
+    log: LogSpec | None = None
 
     def backend(self, name: str) -> BackendSpec:
         for backend in self.backends:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING
 
+from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
 from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
@@ -29,7 +30,8 @@ _HELD, _FULL = 1, 2
 
 class TcpClientProtocol(asyncio.Protocol):
     __slots__ = ("fe", "state", "transport", "peer", "server", "held", "held_size", "deadline",
-                 "eof", "closed", "tries", "ctx", "paused")
+                 "eof", "closed", "tries", "ctx", "paused",
+                 "t_accept", "t_connect", "n_in", "n_out", "last_server", "term")
 
     def __init__(self, fe: Frontend) -> None:
         self.fe = fe
@@ -45,12 +47,18 @@ class TcpClientProtocol(asyncio.Protocol):
         self.tries = 0
         self.ctx = PickContext()
         self.paused = 0  # _HELD | _FULL
+        self.t_accept = self.t_connect = 0.0  # loop times, for the stats and the log
+        self.n_in = self.n_out = 0  # bytes from the client, to the client
+        self.last_server: Server | None = None
+        self.term = "--"  # HAProxy's termination state, set where an ending is decided
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         fe = self.fe
         fe.current += 1
         fe.total += 1
+        fe.counters.seen(fe.current)
+        self.t_accept = self.state.loop.time()
         self.state.conns.add(self)
         peer = transport.get_extra_info("peername")
         if peer:
@@ -61,10 +69,13 @@ class TcpClientProtocol(asyncio.Protocol):
         fe = self.fe
         server = fe.backend.pick(self.ctx, avoid)
         if server is None:
+            self.term = "SC"
             self.transport.abort()
             return
+        if avoid is not None and server is not avoid:
+            redispatched(fe, avoid)
         fe.backend.take(server)
-        self.server = server
+        self.server = self.last_server = server
         # A backstop behind the connect timeout, renewed for each attempt: set once at accept,
         # it cut the retries short whenever t_client < (retries + 1) * t_connect.
         self.deadline = self.state.now + fe.t_connect + fe.t_client
@@ -72,12 +83,15 @@ class TcpClientProtocol(asyncio.Protocol):
 
     async def _connect(self, server: Server) -> None:
         fe = self.fe
+        loop = self.state.loop
+        started = loop.time()
         try:
             async with asyncio.timeout(fe.t_connect):
-                await self.state.loop.create_connection(
+                await loop.create_connection(
                     lambda: TcpServerProtocol(self), server.address, server.port)
         except (OSError, TimeoutError):
             server.failures += 1
+            connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed)
             self._release_server()
             if self.closed:
                 return
@@ -85,7 +99,10 @@ class TcpClientProtocol(asyncio.Protocol):
             if self.tries <= fe.retries:
                 self._dispatch(server)
             else:
+                self.term = "SC"
                 self.transport.abort()
+            return
+        connected(fe, server, loop.time() - started)
         # On success, TcpServerProtocol.connection_made has already linked the pair.
 
     def _linked(self, peer: TcpServerProtocol) -> None:
@@ -93,6 +110,7 @@ class TcpClientProtocol(asyncio.Protocol):
         data_received: linked later (after create_connection returns), a pause_writing on the
         client side caused by early server bytes found no peer to pause, and was lost."""
         self.peer = peer
+        self.t_connect = self.state.loop.time()
         if self.held:
             # Write first: this may pause (pause_writing -> _FULL) before _HELD is released.
             peer.transport.write(b"".join(self.held))
@@ -116,6 +134,7 @@ class TcpClientProtocol(asyncio.Protocol):
                 self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
+        self.n_in += len(data)
         peer = self.peer
         if peer is not None:
             peer.transport.write(data)
@@ -146,6 +165,7 @@ class TcpClientProtocol(asyncio.Protocol):
             peer.transport.resume_reading()
 
     def on_deadline(self) -> None:
+        self.term = "cD" if self.peer is not None else "sC"
         self.close(abort=True)
 
     def close(self, abort: bool = False) -> None:
@@ -160,7 +180,10 @@ class TcpClientProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.fe.release()
         self.state.conns.discard(self)
+        if exc is not None and self.term == "--":
+            self.term = "CD"
         self.close(abort=exc is not None)
+        tcp_done(self, self.server or self.last_server, self.term, self.state.loop.time())
         self._release_server()
 
     def _release_server(self) -> None:
@@ -188,6 +211,7 @@ class TcpServerProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         client = self.client
         client.transport.write(data)
+        client.n_out += len(data)
         client.deadline = client.state.now + client.fe.t_server
 
     def eof_received(self) -> bool:
@@ -206,4 +230,7 @@ class TcpServerProtocol(asyncio.Protocol):
         self.client._resume(_FULL)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.client.close(abort=exc is not None)
+        client = self.client
+        if exc is not None and client.term == "--":
+            client.term = "SD"
+        client.close(abort=exc is not None)

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from virtserve.engine.admin.accounting import connect_failed, connected, http_done, redispatched
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
 from virtserve.schedulers.base import PickContext
@@ -49,7 +50,10 @@ class Exchange:
 
     __slots__ = ("head", "pending", "pending_size", "complete", "keep_alive", "head_request",
                  "chunked", "retriable", "upgrade", "early", "conn", "server", "tries",
-                 "response_started")
+                 "response_started",
+                 # for the stats and the log: loop times, bytes, status, the server that answered
+                 "t_begin", "t_head", "t_resp", "t_conn", "bytes_in", "bytes_out", "status",
+                 "last_server")
 
     def __init__(self, head: bytes, keep_alive: bool, head_request: bool, chunked: bool,
                  has_body: bool, upgrade: bool) -> None:
@@ -67,6 +71,11 @@ class Exchange:
         self.server: Server | None = None
         self.tries = 0
         self.response_started = False
+        self.t_begin = self.t_head = self.t_resp = self.t_conn = 0.0
+        self.bytes_in = len(head)
+        self.bytes_out = 0
+        self.status = 0
+        self.last_server: Server | None = None
 
 
 class HttpProxyProtocol(asyncio.Protocol):
@@ -75,6 +84,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         "current", "queue", "parsing", "in_head", "head_size", "head_raw", "began", "closed",
         "fatal", "tunnel", "blocked", "eof",
         "_url", "_parts", "_xff", "_connection", "_upgrade", "_chunked", "_has_body",
+        "t_accept", "_t_begin",
     )
 
     def __init__(self, fe: Frontend) -> None:
@@ -98,6 +108,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.tunnel: HttpUpstreamProtocol | None = None
         self.blocked = False  # the client's write buffer is over its high-water mark
         self.eof = False  # the client shut down its sending side
+        self.t_accept = self._t_begin = 0.0
         self._new_request()
 
     def _new_request(self) -> None:
@@ -119,13 +130,16 @@ class HttpProxyProtocol(asyncio.Protocol):
         fe = self.fe
         fe.current += 1
         fe.total += 1
+        fe.counters.seen(fe.current)
         self.state.conns.add(self)
+        self.t_accept = self.state.now
         self.deadline = self.state.now + fe.t_http_request
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
         if tunnel is not None:
             tunnel.transport.write(data)
+            self.fe.counters.bytes_in += len(data)
             # Traffic either way keeps both sides of a tunnel alive (one-way streams exist).
             now = self.state.now
             self.deadline = now + self.fe.t_client
@@ -169,6 +183,7 @@ class HttpProxyProtocol(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.in_head = self.began = True
         self.head_size = self.head_raw = 0
+        self._t_begin = self.state.loop.time()
         if self.current is None:  # a pipelined head waits its turn without a clock
             self.deadline = self.state.now + self.fe.t_http_request
 
@@ -232,6 +247,8 @@ class HttpProxyProtocol(asyncio.Protocol):
             # server's answer (to our keep-alive request) says keep-alive would race its reuse.
         ex = Exchange(b"".join((method, b" ", self._url, version, *parts, b"\r\n")),
                       keep_alive, method == b"HEAD", self._chunked, self._has_body, upgrade)
+        ex.t_begin = self._t_begin
+        ex.t_head = self.state.loop.time()
         self._new_request()
         self.in_head = False
         self.deadline = 0.0
@@ -255,6 +272,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         ex.complete = True
 
     def _send_body(self, ex: Exchange, data: bytes) -> None:
+        ex.bytes_in += len(data)
         conn = ex.conn
         if conn is not None:
             conn.transport.write(data)
@@ -286,6 +304,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         if server is None:
             self.upstream_failed(ex, 503)
             return
+        if avoid is not None and server is not avoid:
+            redispatched(self.fe, avoid)
         backend.take(server)
         ex.server = server
         conn = self.fe.pool.acquire(server)
@@ -296,12 +316,15 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     async def _connect(self, ex: Exchange, server: Server) -> None:
         fe = self.fe
+        loop = self.state.loop
+        started = loop.time()
         try:
             async with asyncio.timeout(fe.t_connect):
-                _, conn = await self.state.loop.create_connection(
+                _, conn = await loop.create_connection(
                     lambda: HttpUpstreamProtocol(fe, server), server.address, server.port)
         except (OSError, TimeoutError):
             server.failures += 1
+            connect_failed(fe, server, retrying=ex.tries < fe.retries and not self.closed)
             self._release_server(ex)
             if self.closed or self.current is not ex:
                 return
@@ -311,6 +334,8 @@ class HttpProxyProtocol(asyncio.Protocol):
             else:
                 self.upstream_failed(ex, 503)
             return
+        ex.t_conn = loop.time() - started
+        connected(fe, server, ex.t_conn)
         if self.closed or self.current is not ex:
             self._release_server(ex)
             fe.pool.release(conn)  # fresh and unused: worth keeping
@@ -327,12 +352,14 @@ class HttpProxyProtocol(asyncio.Protocol):
     def _release_server(self, ex: Exchange) -> None:
         if ex.server is not None:
             self.backend.drop(ex.server)
+            ex.last_server = ex.server
             ex.server = None
 
     # --- endings ------------------------------------------------------------------------------
 
     def response_done(self, ex: Exchange, close: bool) -> None:
         """The server side finished forwarding ex's response."""
+        http_done(self, ex, ex.status, "--", self.state.loop.time())
         self._release_server(ex)
         self.current = None
         if self.closed:
@@ -346,6 +373,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         if self.queue:
             self._start_next()
         elif self.fatal:
+            http_done(self, None, self.fatal, "CR", self.state.loop.time())
             self._reject(self.fatal)  # the requests before the bad one are answered: now it
         elif self.eof:
             self._close()  # a half-closed client sends nothing more: do not wait for it
@@ -354,6 +382,13 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         """No response can come for ex: answer with status if the client has seen nothing of it."""
+        if self.closed:
+            pass  # connection_lost has accounted for it
+        elif ex.response_started:
+            http_done(self, ex, ex.status, "SD", self.state.loop.time())
+        else:
+            ex.bytes_out += len(ERROR[status])
+            http_done(self, ex, status, _TERM.get(status, "SH"), self.state.loop.time())
         self._release_server(ex)
         if self.current is ex:
             self.current = None
@@ -384,6 +419,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             if self.queue:
                 self._start_next()
             else:
+                http_done(self, None, status, "CR", self.state.loop.time())
                 self._reject(status)
 
     def _abandon(self, ex: Exchange) -> None:
@@ -441,6 +477,8 @@ class HttpProxyProtocol(asyncio.Protocol):
                 conn.client = conn.ex = None
                 ex.conn = None
                 conn.transport.abort()
+            if tunnel is None:  # a tunnel's exchange was accounted when it became one
+                http_done(self, ex, ex.status, "CD", self.state.loop.time())
             self._release_server(ex)
         self.queue.clear()
 
@@ -453,9 +491,11 @@ class HttpProxyProtocol(asyncio.Protocol):
         if ex is not None and not ex.response_started and self.parsing is ex:
             # The client stopped sending the request body: give up on the server side, 408.
             self.parsing = None
+            http_done(self, ex, 408, "cD", self.state.loop.time())
             self._abandon(ex)
             self._reject(408)
         elif ex is None and self.in_head:
+            http_done(self, None, 408, "cR", self.state.loop.time())
             self._reject(408)  # a request began but did not complete in time
         elif ex is None or self.tunnel is not None:
             self._close()  # idle keep-alive or idle tunnel
@@ -529,11 +569,17 @@ class HttpProxyProtocol(asyncio.Protocol):
     def start_tunnel(self, conn: HttpUpstreamProtocol) -> None:
         ex = self.current
         self.tunnel = conn
+        if ex is not None:
+            http_done(self, ex, 101, "--", self.state.loop.time())
         self._release_server(ex)  # type: ignore[arg-type]
         if ex is not None and ex.early:
             conn.transport.write(ex.early)
         self.deadline = self.state.now + self.fe.t_client
         self._resume(_UPGRADE)
+
+
+# HAProxy's termination state for the proxy's own error answers: who ended it, and when.
+_TERM = {503: "SC", 502: "SH", 504: "sH"}
 
 
 def _drop_connection_tokens(parts: list[bytes], connection: bytes) -> list[bytes]:

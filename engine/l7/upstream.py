@@ -88,6 +88,7 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         client = self.client
         if self.tunnel:
             client.transport.write(data)  # type: ignore[union-attr]
+            self.fe.counters.bytes_out += len(data)
             now = self.state.now
             self.deadline = now + self.fe.t_server
             client.deadline = now + self.fe.t_client  # type: ignore[union-attr]
@@ -137,7 +138,9 @@ class HttpUpstreamProtocol(asyncio.Protocol):
             data = self.first_chunk = b"".join(held)  # the whole head, for connection_lost
             self.held = None
         self.client.transport.write(data)  # type: ignore[union-attr]
-        self.ex.response_started = True  # type: ignore[union-attr]
+        ex = self.ex
+        ex.response_started = True  # type: ignore[union-attr]
+        ex.bytes_out += len(data)  # type: ignore[union-attr]
 
     def _head_only(self, data: bytes) -> bytes:
         """The response to HEAD ends with its head; llhttp stopped there but cannot say where.
@@ -170,6 +173,9 @@ class HttpUpstreamProtocol(asyncio.Protocol):
             return
         self.head_done = self.final = True
         self.keep_alive = parser.should_keep_alive()
+        ex = self.ex
+        ex.status = status  # type: ignore[union-attr]
+        ex.t_resp = self.state.loop.time()  # type: ignore[union-attr]
         if self.ex.head_request:  # type: ignore[union-attr]
             raise _HeadResponseEnd
 

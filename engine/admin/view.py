@@ -1,0 +1,148 @@
+"""What the stats page, `show stat`, the CSV and the metrics show, read from the live objects at
+the moment they ask. Every read of server state goes through the small accessors here, so when
+health checks add statuses only this module learns them."""
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Iterator
+
+if TYPE_CHECKING:
+    from virtserve.engine.backend import Backend, Server
+    from virtserve.engine.engine import Engine
+    from virtserve.engine.frontend import Frontend
+
+# HAProxy's CSV columns (management.txt, "show stat"), in its order, up to `algo`. Columns with
+# nothing behind them here stay empty, as HAProxy leaves them.
+CSV_FIELDS = (
+    "pxname", "svname", "qcur", "qmax", "scur", "smax", "slim", "stot", "bin", "bout", "dreq",
+    "dresp", "ereq", "econ", "eresp", "wretr", "wredis", "status", "weight", "act", "bck",
+    "chkfail", "chkdown", "lastchg", "downtime", "qlimit", "pid", "iid", "sid", "throttle",
+    "lbtot", "tracked", "type", "rate", "rate_lim", "rate_max", "check_status", "check_code",
+    "check_duration", "hrsp_1xx", "hrsp_2xx", "hrsp_3xx", "hrsp_4xx", "hrsp_5xx", "hrsp_other",
+    "hanafail", "req_rate", "req_rate_max", "req_tot", "cli_abrt", "srv_abrt", "comp_in",
+    "comp_out", "comp_byp", "comp_rsp", "lastsess", "last_chk", "last_agt", "qtime", "ctime",
+    "rtime", "ttime", "agent_status", "agent_code", "agent_duration", "check_desc", "agent_desc",
+    "check_rise", "check_fall", "check_health", "agent_rise", "agent_fall", "agent_health",
+    "addr", "cookie", "mode", "algo",
+)
+TYPE_FRONTEND, TYPE_BACKEND, TYPE_SERVER = 0, 1, 2
+
+
+# --- server state accessors --------------------------------------------------------------------
+
+def server_status(s: Server) -> str:
+    """UP, DOWN, MAINT or DRAIN, as HAProxy's stats name them."""
+    admin = getattr(s, "admin", "")
+    if admin == "maint":
+        return "MAINT"
+    if not s.up:
+        return "DOWN"
+    return "DRAIN" if admin == "drain" else "UP"
+
+
+def server_last_change(s: Server) -> float:
+    """Seconds since the server's status last changed."""
+    return max(0.0, time.monotonic() - getattr(s, "last_change", time.monotonic()))
+
+
+def server_check(s: Server) -> tuple[str, str, float | None]:
+    """(check status like "L4OK", check code, duration in seconds) when checks run; else blanks."""
+    status = getattr(s, "check_status", "") or ""
+    code = getattr(s, "check_code", "") or ""
+    duration = getattr(s, "check_duration", None)
+    return str(status), str(code), duration
+
+
+def backend_status(b: Backend) -> str:
+    return "UP" if any(server_status(s) in ("UP", "DRAIN") for s in b.servers) or not b.servers else "DOWN"
+
+
+# --- rows ---------------------------------------------------------------------------------------
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000 + 0.5)
+
+
+def _common(c: Any) -> dict[str, Any]:
+    h = c.hrsp
+    return {
+        "bin": c.bytes_in, "bout": c.bytes_out, "hrsp_1xx": h[1], "hrsp_2xx": h[2], "hrsp_3xx": h[3],
+        "hrsp_4xx": h[4], "hrsp_5xx": h[5], "hrsp_other": h[0],
+    }
+
+
+def frontend_row(fe: Frontend, iid: int) -> dict[str, Any]:
+    c = fe.counters
+    return {
+        "pxname": fe.name, "svname": "FRONTEND", "scur": fe.current, "smax": c.max_cur,
+        "slim": fe.maxconn or "", "stot": fe.total, "dreq": c.denied, "ereq": c.req_errors,
+        "status": "OPEN", "pid": 1, "iid": iid, "sid": 0, "type": TYPE_FRONTEND,
+        "req_tot": c.requests if fe.spec.mode == "http" else "", "mode": fe.spec.mode,
+        **_common(c),
+    }
+
+
+def backend_row(b: Backend, iid: int, current: int) -> dict[str, Any]:
+    c = b.counters
+    active = [s for s in b.servers if not s.backup]
+    return {
+        "pxname": b.name, "svname": "BACKEND", "qcur": 0, "qmax": 0, "scur": current,
+        "smax": c.max_cur, "stot": b.total, "dreq": c.denied, "econ": c.conn_errors,
+        "eresp": c.resp_errors, "wretr": c.retries, "wredis": c.redispatches,
+        "status": backend_status(b),
+        "weight": sum(s.weight for s in active if server_status(s) == "UP"),
+        "act": sum(1 for s in active if server_status(s) == "UP"),
+        "bck": sum(1 for s in b.servers if s.backup and server_status(s) == "UP"),
+        "lastchg": "", "pid": 1, "iid": iid, "sid": 0, "lbtot": b.total, "type": TYPE_BACKEND,
+        "req_tot": c.requests if b.spec.mode == "http" else "", "cli_abrt": c.cli_aborts,
+        "srv_abrt": c.srv_aborts, "qtime": 0, "ctime": _ms(c.ctime), "rtime": _ms(c.rtime),
+        "ttime": _ms(c.ttime), "mode": b.spec.mode, "algo": b.spec.scheduler, **_common(c),
+    }
+
+
+def server_row(b: Backend, s: Server, iid: int) -> dict[str, Any]:
+    c = s.counters
+    status = server_status(s)
+    check, code, duration = server_check(s)
+    host = f"[{s.address}]" if ":" in s.address else s.address
+    return {
+        "pxname": b.name, "svname": s.name, "qcur": 0, "qmax": 0, "scur": s.active,
+        "smax": c.max_cur, "slim": s.maxconn or "", "stot": s.total, "econ": c.conn_errors,
+        "eresp": c.resp_errors, "wretr": c.retries, "wredis": c.redispatches, "status": status,
+        "weight": s.weight, "act": 0 if s.backup else 1, "bck": 1 if s.backup else 0,
+        "chkfail": getattr(s, "check_failures", "") if check else "",
+        "lastchg": int(server_last_change(s)), "pid": 1, "iid": iid, "sid": s.index + 1,
+        "lbtot": s.total, "type": TYPE_SERVER, "check_status": check, "check_code": code,
+        "check_duration": "" if duration is None else _ms(duration),
+        "cli_abrt": c.cli_aborts, "srv_abrt": c.srv_aborts, "qtime": 0, "ctime": _ms(c.ctime),
+        "rtime": _ms(c.rtime), "ttime": _ms(c.ttime), "addr": f"{host}:{s.port}",
+        "mode": b.spec.mode, **_common(c),
+    }
+
+
+def rows(engine: Engine) -> Iterator[dict[str, Any]]:
+    """Every frontend, then each backend's servers and the backend itself, as HAProxy lists
+    them. A backend's max sessions is sampled here (the data path counts only per server)."""
+    iid = 0
+    for fe in engine.frontends.values():
+        iid += 1
+        yield frontend_row(fe, iid)
+    for b in engine.backends.values():
+        iid += 1
+        for s in b.servers:
+            yield server_row(b, s, iid)
+        current = sum(s.active for s in b.servers)
+        b.counters.seen(current)
+        yield backend_row(b, iid, current)
+
+
+def csv_text(engine: Engine) -> str:
+    lines = ["# " + ",".join(CSV_FIELDS)]
+    for row in rows(engine):
+        lines.append(",".join(_csv_cell(row.get(f, "")) for f in CSV_FIELDS))
+    return "\n".join(lines) + "\n"
+
+
+def _csv_cell(value: Any) -> str:
+    text = str(value)
+    return text.replace(",", " ") if "," in text else text

@@ -1,0 +1,164 @@
+"""Stats page and CSV over real HTTP; Prometheus text through prometheus-client's parser."""
+import base64
+import csv
+import io
+
+import aiohttp
+import pytest
+from admin_helpers import admin_topology, stats_url
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.timeout(30)
+
+def _basic(user, password):
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+AUTH = _basic("admin", "s3cret")
+
+
+async def _traffic(lb, n):
+    seen = []
+    async with aiohttp.ClientSession() as s:
+        for _ in range(n):
+            async with s.get(lb.url) as r:
+                seen.append(await r.text())
+    return seen
+
+
+def _csv(text):
+    assert text.startswith("# pxname,svname,qcur,qmax,scur,smax,slim,stot,bin,bout,dreq,dresp,ereq,econ,eresp,"
+                           "wretr,wredis,status,weight,act,bck,chkfail,chkdown,lastchg,downtime,qlimit,pid,iid,sid,")
+    return list(csv.DictReader(io.StringIO(text[2:])))
+
+
+async def test_page_and_csv_show_live_counters(backends, balancer):
+    web1, web2 = await backends("web1", "web2")
+    lb = await balancer(admin_topology([web1.port, web2.port], stats={"uri": "/stats", "refresh": 5}))
+    await _traffic(lb, 6)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(stats_url(lb, "/stats")) as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            page = await r.text()
+        async with s.get(stats_url(lb, "/stats;csv")) as r:
+            rows = _csv(await r.text())
+    assert '<meta http-equiv="refresh" content="5">' in page and "<script" not in page
+    assert "version 0.1.0" in page
+    for name in ("vs (frontend)", "vs (backend)", ">s1<", ">s2<", "UP"):
+        assert name in page
+    by = {(r["pxname"], r["svname"]): r for r in rows}
+    fe, be = by[("vs", "FRONTEND")], by[("vs", "BACKEND")]
+    s1, s2 = by[("vs", "s1")], by[("vs", "s2")]
+    assert fe["status"] == "OPEN" and fe["type"] == "0" and fe["req_tot"] == "6"
+    assert int(fe["bin"]) > 0 and int(fe["bout"]) > 6 * len("web1")
+    assert be["type"] == "1" and be["stot"] == "6" and be["hrsp_2xx"] == "6" and be["algo"] == "rr"
+    assert s1["stot"] == s2["stot"] == "3" and s1["status"] == "UP" and s1["type"] == "2"
+    assert s1["weight"] == "1" and s1["addr"] == f"127.0.0.1:{web1.port}" and int(s1["bout"]) > 0
+    assert int(s1["lastchg"]) >= 0 and s1["rtime"] != "" and s1["ttime"] != ""
+
+
+async def test_auth_realm_and_hidden_version(backends, balancer):
+    (web1,) = await backends("web1")
+    lb = await balancer(admin_topology([web1.port], stats={
+        "uri": "/", "realm": "LB Stats", "auth": (("admin", "s3cret"),), "hide_version": True}))
+    async with aiohttp.ClientSession() as s:
+        async with s.get(stats_url(lb, "/")) as r:
+            assert r.status == 401
+            assert r.headers["WWW-Authenticate"] == 'Basic realm="LB Stats"'
+        async with s.get(stats_url(lb, "/"), headers=_basic("admin", "wrong")) as r:
+            assert r.status == 401
+        async with s.get(stats_url(lb, "/metrics")) as r:
+            assert r.status == 401  # the metrics sit behind the same credentials
+        async with s.get(stats_url(lb, "/"), headers=AUTH) as r:
+            assert r.status == 200
+            page = await r.text()
+    assert "0.1.0" not in page and "version" not in page
+
+
+async def test_admin_form_drains_a_server(backends, balancer):
+    web1, web2 = await backends("web1", "web2")
+    lb = await balancer(admin_topology([web1.port, web2.port], stats={
+        "uri": "/admin", "admin": True, "auth": (("admin", "s3cret"),)}))
+    async with aiohttp.ClientSession(headers=AUTH) as s:
+        async with s.get(stats_url(lb, "/admin")) as r:
+            assert '<select name="action">' in await r.text()
+        async with s.post(stats_url(lb, "/admin"), data={"b": "vs", "s": "s1", "action": "drain"}) as r:
+            assert r.status == 200 and "Action: DONE" in await r.text()  # followed the 303
+        assert set(await _traffic(lb, 6)) == {"web2"}
+        async with s.get(stats_url(lb, "/admin;csv")) as r:
+            s1 = {row["svname"]: row for row in _csv(await r.text())}["s1"]
+        assert s1["status"] == "DRAIN" and s1["weight"] == "0"
+        async with s.post(stats_url(lb, "/admin"), data={"b": "vs", "s": "s1", "action": "weight", "weight": "3"}) as r:
+            assert r.status == 200
+        async with s.post(stats_url(lb, "/admin"), data={"b": "vs", "s": "s1", "action": "ready"}) as r:
+            assert r.status == 200
+        seen = await _traffic(lb, 8)
+        assert seen.count("web1") == 4  # rr ignores weights; s1 is back
+        async with s.get(stats_url(lb, "/admin;csv")) as r:
+            s1 = {row["svname"]: row for row in _csv(await r.text())}["s1"]
+        assert s1["status"] == "UP" and s1["weight"] == "3"
+        async with s.post(stats_url(lb, "/admin"), data={"b": "vs", "s": "nope", "action": "maint"}) as r:
+            assert "ERR: No such server." in await r.text()
+
+
+async def test_page_is_read_only_without_admin(backends, balancer):
+    (web1,) = await backends("web1")
+    lb = await balancer(admin_topology([web1.port], stats={"uri": "/"}))
+    async with aiohttp.ClientSession() as s:
+        async with s.post(stats_url(lb, "/"), data={"b": "vs", "s": "s1", "action": "maint"}) as r:
+            assert r.status == 405
+    assert lb.servers()[0]["weight"] == 1
+
+
+def _metrics(text):
+    return {f.name: f for f in text_string_to_metric_families(text)}
+
+
+def _value(family, **labels):
+    for sample in family.samples:
+        if all(sample.labels.get(k) == v for k, v in labels.items()):
+            return sample.value
+    raise KeyError(labels)
+
+
+async def test_metrics_parse_and_follow_haproxy_names(backends, balancer):
+    web1, web2 = await backends("web1", "web2")
+    lb = await balancer(admin_topology([web1.port, web2.port], stats={"uri": "/stats"}))
+    await _traffic(lb, 10)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(lb.url + "/status/503") as r:
+            assert r.status == 503
+        async with s.get(stats_url(lb, "/metrics")) as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
+            m = _metrics(await r.text())
+    assert _value(m["haproxy_frontend_http_requests"], proxy="vs") == 11
+    assert _value(m["haproxy_frontend_sessions"], proxy="vs") >= 1
+    assert _value(m["haproxy_frontend_bytes_out"], proxy="vs") > 0
+    assert _value(m["haproxy_backend_http_responses"], proxy="vs", code="2xx") == 10
+    assert _value(m["haproxy_backend_http_responses"], proxy="vs", code="5xx") == 1
+    assert sum(_value(m["haproxy_server_sessions"], proxy="vs", server=x) for x in ("s1", "s2")) == 11
+    assert _value(m["haproxy_server_status"], proxy="vs", server="s1", state="UP") == 1
+    assert _value(m["haproxy_server_status"], proxy="vs", server="s1", state="MAINT") == 0
+    assert _value(m["haproxy_server_weight"], proxy="vs", server="s2") == 1
+    assert _value(m["haproxy_backend_total_time_average_seconds"], proxy="vs") > 0
+    hist = m["haproxy_backend_request_duration_seconds"]
+    assert hist.type == "histogram"
+    assert _value(hist, proxy="vs", le="+Inf") == 11
+    counts = [s.value for s in hist.samples if s.name.endswith("_bucket")]
+    assert counts == sorted(counts)  # cumulative
+    conn = m["haproxy_server_connect_duration_seconds"]
+    # keep-alive pooling: at most one new server connection per client connection here
+    assert 1 <= _value(conn, proxy="vs", server="s1", le="+Inf") <= 6
+
+
+async def test_two_engines_keep_their_own_registries(backends, balancer):
+    (web1,) = await backends("web1")
+    a = await balancer(admin_topology([web1.port], stats={"uri": "/"}, name="alpha"))
+    b = await balancer(admin_topology([web1.port], stats={"uri": "/"}, name="beta"))
+    await _traffic(a, 3)
+    async with aiohttp.ClientSession() as s:
+        ma = _metrics(await (await s.get(stats_url(a, "/metrics"))).text())
+        mb = _metrics(await (await s.get(stats_url(b, "/metrics"))).text())
+    assert {x.labels["proxy"] for x in ma["haproxy_frontend_sessions"].samples} == {"alpha"}
+    assert {x.labels["proxy"] for x in mb["haproxy_frontend_sessions"].samples} == {"beta"}
+    assert _value(mb["haproxy_frontend_sessions"], proxy="beta") == 0
