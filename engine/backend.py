@@ -21,6 +21,7 @@ class Server:
         "spec", "name", "address", "port", "backup", "maxconn", "index",
         "up", "weight", "active", "inactive", "total", "failures",
         "sched",  # a slot any scheduler may use for its own per-server data
+        "ssl", "sni", "send_proxy",
     )
 
     def __init__(self, spec: ServerSpec, index: int = 0) -> None:
@@ -38,6 +39,9 @@ class Server:
         self.total = 0  # connections or requests ever assigned
         self.failures = 0  # connect failures
         self.sched: Any = None
+        self.ssl: Any = None  # an SSLContext when the server speaks TLS (set by the engine)
+        self.sni = spec.ssl.sni if spec.ssl is not None else ""
+        self.send_proxy = spec.send_proxy  # "", "v1" or "v2"
 
     @property
     def available(self) -> bool:
