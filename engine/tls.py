@@ -21,14 +21,12 @@ import logging
 import os
 import ssl
 from dataclasses import dataclass
-from typing import Any
-
-from cryptography import x509
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtensionOID, NameOID
+from typing import TYPE_CHECKING, Any
 
 from virtserve.engine.config.model import TlsBindSpec, TlsServerSpec
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 log = logging.getLogger("virtserve.engine")
 
@@ -72,6 +70,11 @@ def cert_files(crt: tuple[str, ...]) -> list[str]:
 
 def read_cert(path: str, *, now: dt.datetime | None = None) -> Cert:
     """Check one PEM file; CertError says what is wrong with it."""
+    # Imported here: a config without TLS starts without loading cryptography (~30 ms).
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -117,6 +120,9 @@ def read_cert(path: str, *, now: dt.datetime | None = None) -> Cert:
 
 
 def _names(cert: x509.Certificate) -> tuple[str, ...]:
+    from cryptography import x509
+    from cryptography.x509.oid import ExtensionOID, NameOID
+
     try:
         san = cert.extensions.get_extension_for_oid(ExtensionOID.SUBJECT_ALTERNATIVE_NAME).value
         names = san.get_values_for_type(x509.DNSName)  # type: ignore[attr-defined]
@@ -283,6 +289,8 @@ def client_cert_headers(spec: TlsBindSpec, sslobj: ssl.SSLObject | None) -> byte
         # The handshake only completes with a certificate that verified (or none at all).
         lines.append(f"{spec.client_verify_header}: {'SUCCESS' if der else 'NONE'}\r\n")
     if spec.client_subject_header:
+        from cryptography import x509
+
         subject = x509.load_der_x509_certificate(der).subject.rfc4514_string() if der else ""
         lines.append(f"{spec.client_subject_header}: {subject}\r\n")
     return "".join(lines).encode("utf-8", "replace").translate(None, b"\0")
