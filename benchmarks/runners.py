@@ -20,6 +20,7 @@ import selectors
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -90,12 +91,16 @@ def find_tool(name: str) -> str | None:
 
 
 _PROBE = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
+_UNVERIFIED = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the bench's own certificate: no check
+_UNVERIFIED.check_hostname = False
+_UNVERIFIED.verify_mode = ssl.CERT_NONE
 
 
-def probe_http(host: str, port: int, timeout: float = 1.0) -> int | None:
+def probe_http(host: str, port: int, timeout: float = 1.0, *, tls: bool = False) -> int | None:
     """One GET /; the status code, or None when nothing answered (refused, reset, timeout)."""
     try:
-        with socket.create_connection((host, port), timeout=timeout) as s:
+        with socket.create_connection((host, port), timeout=timeout) as raw:
+            s = _UNVERIFIED.wrap_socket(raw) if tls else raw
             s.sendall(_PROBE)
             data = b""
             while b"\r\n" not in data:
@@ -190,6 +195,7 @@ class Managed:
     host: str = LOOPBACK
     port: int = 0
     startup_s: float | None = None
+    tls: bool = False  # the client side speaks HTTPS
 
     def __init__(self) -> None:
         self.popen: subprocess.Popen | None = None
@@ -225,7 +231,7 @@ class Managed:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}/"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}/"
 
     @property
     def alive(self) -> bool:
@@ -272,7 +278,7 @@ class Managed:
                     _tail(self.log_path),
                 )
             if http:
-                if probe_http(self.host, self.port, timeout=1.0) == 200:
+                if probe_http(self.host, self.port, timeout=1.0, tls=self.tls) == 200:
                     return time.perf_counter() - t0
             elif _tcp_accepts(self.host, self.port):
                 return time.perf_counter() - t0
@@ -393,6 +399,7 @@ class ProxyRunner(Managed):
 
     kind: ClassVar[str] = ""
     modes: ClassVar[frozenset[str]] = frozenset({"http", "tcp"})
+    supports_tls: ClassVar[bool] = False
     default_start_timeout: ClassVar[float] = 15.0
 
     def __init__(self, backends: Sequence[Address], *, mode: str = "http",
@@ -414,6 +421,10 @@ class ProxyRunner(Managed):
         self.start_timeout = start_timeout or self.default_start_timeout
         self.options = dict(options)
         self.config_text = ""
+        self.crt = options.get("tls") or ""  # a PEM (chain + key): TLS termination on the bind
+        self.tls = bool(self.crt)
+        if self.tls and not self.supports_tls:
+            raise Unavailable(f"{self.kind} runner does not terminate TLS here")
 
     # what subclasses provide -----------------------------------------------
     @classmethod
@@ -463,6 +474,7 @@ class VirtserveRunner(ProxyRunner):
 
     kind = "virtserve"
     config_name = "virtserve.toml"
+    supports_tls = True
     default_start_timeout = 20.0
 
     def __init__(self, backends: Sequence[Address], *, python: str = sys.executable,
@@ -488,9 +500,12 @@ class VirtserveRunner(ProxyRunner):
         servers = ", ".join(
             f'{{ name = "b{i + 1}", address = "{h}:{p}" }}' for i, (h, p) in enumerate(self.backends)
         )
+        bind = f'"{self.host}:{self.port}"'
+        if self.tls:
+            bind = f'{{ address = {bind}, ssl = {{ crt = "{self.crt}" }} }}'
         return (
             "[listen.bench]\n"
-            f'bind = "{self.host}:{self.port}"\n'
+            f"bind = {bind}\n"
             f'mode = "{self.mode}"\n'
             f'scheduler = "{scheduler}"\n'
             f"servers = [ {servers} ]\n"
@@ -505,6 +520,7 @@ class HAProxyRunner(ProxyRunner):
 
     kind = "haproxy"
     config_name = "haproxy.cfg"
+    supports_tls = True
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
@@ -533,7 +549,7 @@ class HAProxyRunner(ProxyRunner):
         lines += [
             "",
             "frontend fe",
-            f"    bind {self.host}:{self.port}",
+            f"    bind {self.host}:{self.port}" + (f" ssl crt {self.crt} alpn http/1.1" if self.tls else ""),
             "    default_backend be",
             "",
             "backend be",

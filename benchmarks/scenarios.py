@@ -63,6 +63,7 @@ class Scenario:
     keepalive: bool = True  # client side; False: a new connection per request
     connections: int = 50
     path: str = "/"
+    tls: bool = False  # clients speak HTTPS to the proxy (a local CA's certificate)
 
     def load_spec(self, duration: float, connections: int | None = None) -> LoadSpec:
         return LoadSpec(connections=connections or self.connections, duration=duration,
@@ -75,6 +76,17 @@ SCENARIOS: dict[str, Scenario] = {
         Scenario(
             name="l7-keepalive-small",
             description="HTTP proxying, keep-alive clients, 100 B responses, 2 backends, round robin",
+        ),
+        Scenario(
+            name="tls-keepalive-small",
+            description="HTTPS termination, keep-alive clients, 100 B responses, 2 plain backends",
+            tls=True,
+        ),
+        Scenario(
+            name="tls-handshake",
+            description="HTTPS termination, a new connection (a full TLS handshake, ECDSA P-256) "
+                        "per request: req/s = handshakes/s",
+            tls=True, keepalive=False,
         ),
     )
 }
@@ -139,6 +151,17 @@ def _measure(runner: ProxyRunner, backends: BackendSet, spec: LoadSpec, tool: st
 # ----------------------------------------------------------------------------- a scenario
 
 
+def _bench_certificate(stack: contextlib.ExitStack) -> str:
+    """A certificate for 127.0.0.1 from a throwaway local CA, removed with the run."""
+    import tempfile
+
+    from virtserve.certs import LocalCA
+
+    tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="vsbench-tls-"))
+    ca = LocalCA.load_or_create(tmp)
+    return str(ca.issue(["127.0.0.1", "localhost"], Path(tmp) / "bench.pem"))
+
+
 def _start_targets(stack: contextlib.ExitStack, names: Iterable[str], backends: BackendSet,
                    scenario: Scenario, opts: BenchOptions,
                    skipped: dict[str, str]) -> dict[str, ProxyRunner]:
@@ -147,6 +170,8 @@ def _start_targets(stack: contextlib.ExitStack, names: Iterable[str], backends: 
         kw: dict[str, Any] = {}
         if name == "virtserve":
             kw["python"] = opts.python
+        if scenario.tls:
+            kw["tls"] = _bench_certificate(stack)
         try:
             runner = make_runner(name, backends, mode=scenario.mode, **kw)
             stack.enter_context(runner)

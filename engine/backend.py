@@ -24,6 +24,7 @@ class Server:
         "up", "weight", "active", "inactive", "total", "failures",
         "sched",  # a slot any scheduler may use for its own per-server data
         "admin", "uweight", "last_change", "counters",
+        "ssl", "sni", "send_proxy",
     )
 
     def __init__(self, spec: ServerSpec, index: int = 0) -> None:
@@ -45,6 +46,9 @@ class Server:
         self.uweight = spec.weight  # the weight the operator gave; `weight` is what is in force
         self.last_change = time.monotonic()  # of the status, for "time since last change"
         self.counters = Counters()
+        self.ssl: Any = None  # an SSLContext when the server speaks TLS (set by the engine)
+        self.sni = spec.ssl.sni if spec.ssl is not None else ""
+        self.send_proxy = spec.send_proxy  # "", "v1" or "v2"
 
     @property
     def available(self) -> bool:

@@ -13,6 +13,8 @@ from virtserve.engine.config.model import Config, FrontendSpec
 from virtserve.engine.frontend import Frontend
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
+from virtserve.engine.listeners import Listener
+from virtserve.engine.tls import client_context
 from virtserve.engine.state import EngineState
 from virtserve.engine.upstream.pool import UpstreamPool
 
@@ -34,6 +36,7 @@ class Engine:
         self._listeners: dict[str, list[asyncio.base_events.Server]] = {}
         self._stopped: asyncio.Event | None = None
         self.admin: AdminPlane | None = None
+        self.listeners: list[Listener] = []  # one per bind
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -45,6 +48,10 @@ class Engine:
         idle = max((b.timeouts.keep_alive for b in self.config.backends), default=10.0)
         self.pool = UpstreamPool(state, idle_timeout=idle)
         self.backends = {spec.name: Backend(spec) for spec in self.config.backends}
+        for backend in self.backends.values():
+            for server in backend.servers:
+                if server.spec.ssl is not None:
+                    server.ssl = client_context(server.spec.ssl)
         try:
             for spec in self.config.frontends:
                 fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool, _PROTOCOLS[spec.mode])
@@ -64,10 +71,14 @@ class Engine:
         loop = asyncio.get_running_loop()
         servers = []
         for bind in spec.binds:
+            listener = Listener(fe, bind)
+            factory, tls = listener.server_args()
             try:
                 servers.append(await loop.create_server(
-                    fe.protocol, bind.address, bind.port,
-                    reuse_address=True, backlog=1024, family=_family(bind.address)))
+                    factory, bind.address, bind.port,
+                    reuse_address=True, backlog=1024, family=_family(bind.address), **tls))
+                self.listeners.append(listener)
+                listener.start(loop)
             except OSError as exc:
                 for server in servers:
                     server.close()
@@ -102,6 +113,9 @@ class Engine:
     async def close(self) -> None:
         if self.state is None:
             return
+        for listener in self.listeners:
+            listener.stop()
+        self.listeners.clear()
         if not self.state.draining:
             await self.drain(grace=0)
         if self.admin is not None:
@@ -123,6 +137,12 @@ class Engine:
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
+
+    def reload_certificates(self) -> int:
+        """Read the TLS certificates again where their files changed (a reload does this too);
+        the number of listeners now serving new ones. Handshakes in progress are not disturbed."""
+        return sum(1 for listener in self.listeners
+                   if listener.store is not None and listener.store.reload_if_changed())
 
     # --- what it serves -----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from virtserve.engine.config.model import FrontendSpec
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Backend
+    from virtserve.engine.listeners import Origin
     from virtserve.engine.state import EngineState
     from virtserve.engine.upstream.pool import UpstreamPool
 
@@ -36,6 +37,11 @@ class Frontend:
         self.forwardfor = spec.forwardfor or backend.spec.forwardfor
         self.maxconn = spec.maxconn
         self.scheme = b"http"
+        self.t_handshake = ft.handshake
+        # Request headers the proxy sets from client certificates: a client's own are dropped.
+        self.strip = frozenset(
+            name.lower().encode() for bind in spec.binds if bind.ssl is not None
+            for name in (bind.ssl.client_subject_header, bind.ssl.client_verify_header) if name)
         self.current = 0  # client connections being served now
         self.total = 0  # client connections served
         self.waiting: deque[WaitingProtocol] = deque()  # accepted beyond maxconn
@@ -49,22 +55,30 @@ class Frontend:
             return WaitingProtocol(self)
         return self._protocol(self)
 
+    def protocol_for(self, origin: Origin) -> asyncio.Protocol:
+        """The factory after a listener stage (TLS, PROXY header): the same, with what it learned."""
+        if self.maxconn and (self.current >= self.maxconn or self.waiting):
+            return WaitingProtocol(self, origin)
+        return origin.make(self)
+
     def release(self) -> None:
         """A served connection ended: admit the longest-waiting one."""
         self.current -= 1
         waiting = self.waiting
         while waiting and self.current < self.maxconn:
-            waiting.popleft().admit(self._protocol(self))
+            conn = waiting.popleft()
+            conn.admit(conn.origin.make(self) if conn.origin is not None else self._protocol(self))
 
 
 class WaitingProtocol(asyncio.Protocol):
     """A connection accepted beyond the frontend's maxconn: not read, not answered, until a slot
     frees; then its transport moves to the real protocol with whatever arrived meanwhile."""
 
-    __slots__ = ("fe", "transport", "early", "early_size", "eof", "deadline", "gone")
+    __slots__ = ("fe", "transport", "early", "early_size", "eof", "deadline", "gone", "origin")
 
-    def __init__(self, fe: Frontend) -> None:
+    def __init__(self, fe: Frontend, origin: Origin | None = None) -> None:
         self.fe = fe
+        self.origin = origin
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.early: list[bytes] = []
         self.early_size = 0

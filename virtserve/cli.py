@@ -64,7 +64,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     with contextlib.suppress(KeyboardInterrupt):
         try:
-            _run_loop(run_demo(port=args.port, mode=args.mode))
+            _run_loop(run_demo(port=args.port, mode=args.mode, tls=args.tls, cert_dir=args.cert_dir))
         except OSError as exc:
             print(f"virtserve demo: {exc}", file=sys.stderr)
             return 1
@@ -84,6 +84,16 @@ def cmd_ctl(args: argparse.Namespace) -> int:
     refused = ("Unknown command", "No such", "Require", "Invalid", "Permission denied", "Only servers",
                "Server still", "Already exists", "Weight must", "'")
     return 1 if answer.startswith(refused) else 0
+def cmd_cert(args: argparse.Namespace) -> int:
+    from virtserve.certs import make_certs
+
+    made = make_certs(args.dir, args.names, client=args.client, days=args.days)
+    print(f"CA (trust this; ca-file for client certificates): {made.pop('ca')}")
+    print(f"server certificate for {', '.join(args.names)} (chain + key): {made.pop('server')}")
+    for role, path in made.items():
+        print(f"client certificate {role.partition(':')[2]}: {path}")
+    print(f'bind: {{ address = "127.0.0.1:8443", ssl = {{ crt = "{args.dir}/certs" }} }}')
+    return 0
 
 
 def cmd_bench(argv: list[str]) -> int:
@@ -108,11 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("demo", help="two local backends behind a virtual server on 127.0.0.1:8080")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--mode", choices=("http", "tcp"), default="http")
+    p.add_argument("--tls", action="store_true",
+                   help="serve HTTPS (certificates from `virtserve cert`, made if missing)")
+    p.add_argument("--cert-dir", default="virtserve-certs", help="where --tls finds or makes them")
     p.set_defaults(fn=cmd_demo)
     p = sub.add_parser("ctl", help="send a runtime API command to a stats socket (like socat)")
     p.add_argument("socket", help="the path of `stats socket`")
     p.add_argument("words", nargs="+", metavar="COMMAND", help='e.g. show stat, "set server app/s1 state drain"')
     p.set_defaults(fn=cmd_ctl)
+    p = sub.add_parser("cert", help="make a local CA and certificates signed by it (demo, tests)")
+    p.add_argument("names", nargs="*", default=["localhost", "127.0.0.1"],
+                   help="DNS names (wildcards allowed) and IP addresses (default: localhost 127.0.0.1)")
+    p.add_argument("--dir", default="virtserve-certs", help="output directory (default virtserve-certs)")
+    p.add_argument("--client", action="append", metavar="NAME",
+                   help="also make a client certificate with this name (repeatable)")
+    p.add_argument("--days", type=float, default=825, help="validity in days (default 825)")
+    p.set_defaults(fn=cmd_cert)
     sub.add_parser("bench", help="benchmark against HAProxy and nginx (virtserve bench --help)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

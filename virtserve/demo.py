@@ -39,11 +39,15 @@ class DemoBackend:
             await self._runner.cleanup()
 
 
-def demo_config(port: int, backends: list[DemoBackend], mode: str = "http") -> dict[str, Any]:
+def demo_config(port: int, backends: list[DemoBackend], mode: str = "http",
+                crt: str | None = None) -> dict[str, Any]:
+    bind: Any = f"127.0.0.1:{port}"
+    if crt is not None:
+        bind = {"address": bind, "ssl": {"crt": crt, "alpn": ["http/1.1"] if mode == "http" else []}}
     return {
         "listen": {
             "demo": {
-                "bind": f"127.0.0.1:{port}",
+                "bind": bind,
                 "mode": mode,
                 "scheduler": "rr",
                 "forwardfor": mode == "http",
@@ -53,14 +57,26 @@ def demo_config(port: int, backends: list[DemoBackend], mode: str = "http") -> d
     }
 
 
-async def run_demo(port: int = 8080, mode: str = "http") -> None:
+async def run_demo(port: int = 8080, mode: str = "http", tls: bool = False,
+                   cert_dir: str = "virtserve-certs") -> None:
+    crt = ca = None
+    if tls:
+        from virtserve.certs import make_certs
+
+        made = make_certs(cert_dir, ["localhost", "127.0.0.1"])
+        crt, ca = str(made["server"]), made["ca"]
     backends = [await DemoBackend(name).start() for name in ("web1", "web2")]
-    lb = await Balancer(demo_config(port, backends, mode)).start()
+    lb = await Balancer(demo_config(port, backends, mode, crt)).start()
     host, bound = lb.address
-    print(f"virtserve demo: virtual server {host}:{bound} ({mode}, round robin) in front of")
+    scheme = "https" if tls else "http"
+    print(f"virtserve demo: virtual server {host}:{bound} ({mode}{', TLS' if tls else ''}, round robin) in front of")
     for b in backends:
         print(f"  {b.name}  {b.host}:{b.port}")
-    print(f"Try:  curl http://{host}:{bound}/   (run it twice: the backends alternate)")
+    if tls:
+        print(f"Certificates: {crt} (CA: {ca})")
+        print(f"Try:  curl --cacert {ca} https://localhost:{bound}/   (twice: the backends alternate)")
+    else:
+        print(f"Try:  curl {scheme}://{host}:{bound}/   (run it twice: the backends alternate)")
     print("Stop: Ctrl-C (or SIGTERM)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

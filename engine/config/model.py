@@ -33,6 +33,52 @@ class Timeouts:
     http_request: float = 10.0
     keep_alive: float = 10.0
     queue: float = 5.0
+    handshake: float = 10.0  # PROXY header and TLS handshake of a new client connection
+
+
+TLS_VERSIONS = ("TLSv1.2", "TLSv1.3")
+VERIFY = ("none", "optional", "required")
+PROXY_VERSIONS = ("v1", "v2")
+
+
+@dataclass(frozen=True, slots=True)
+class TlsBindSpec:
+    """`bind ... ssl crt FILE|DIR`: TLS termination on a listener (engine/tls.py builds it)."""
+
+    crt: tuple[str, ...]  # PEM files (chain + key) and directories of them; the first is the default
+    min_version: str = "TLSv1.2"
+    ciphers: str = ""  # OpenSSL cipher list for TLS 1.2; "" keeps OpenSSL's default
+    alpn: tuple[str, ...] = ("http/1.1",)
+    verify: str = "none"  # client certificates: none | optional | required
+    ca_file: str = ""  # CAs that sign client certificates
+    # Request headers carrying the client certificate to the servers ("" sends none).
+    client_subject_header: str = ""
+    client_verify_header: str = ""
+    watch: float = 2.0  # seconds between checks of the files for changes; 0: only on reload
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsServerSpec:
+    """`server ... ssl verify required ca-file F sni NAME`: TLS toward a real server."""
+
+    verify: str = "required"  # none | required
+    ca_file: str = ""  # "" trusts the system's CAs
+    sni: str = ""  # server name sent, and checked against the certificate when verifying
+    crt: str = ""  # a client certificate (PEM, chain + key) to present
+    min_version: str = "TLSv1.2"
+    ciphers: str = ""
+    alpn: tuple[str, ...] = ()
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class RedirectSpec:
+    """`http-request redirect scheme https` on a frontend's plain (non-TLS) binds."""
+
+    scheme: str = "https"
+    code: int = 302
+    port: int = 0  # 0 keeps the Host header as it is; else its port becomes this one
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +86,8 @@ class BindSpec:
     address: str
     port: int  # 0 picks an ephemeral port
     where: str = field(default="", compare=False)
+    ssl: TlsBindSpec | None = None
+    accept_proxy: bool = False  # a PROXY v1/v2 header opens every connection
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +99,8 @@ class ServerSpec:
     maxconn: int = 0  # 0: no limit
     backup: bool = False
     where: str = field(default="", compare=False)
+    ssl: TlsServerSpec | None = None
+    send_proxy: str = ""  # "", "v1" (send-proxy) or "v2" (send-proxy-v2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +131,7 @@ class FrontendSpec:
     maxconn: int = 0  # 0: no limit
     forwardfor: bool = False
     where: str = field(default="", compare=False)
+    redirect: RedirectSpec | None = None
 
 
 @dataclass(frozen=True, slots=True)

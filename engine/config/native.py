@@ -22,27 +22,32 @@ from virtserve.engine.config.model import (
     Config,
     ConfigError,
     FrontendSpec,
+    RedirectSpec,
     ServerSpec,
     Timeouts,
 )
 from virtserve.engine.config.native_admin import admin_sections
+from virtserve.engine.config import tls_keys
 from virtserve.engine.config.toml_lines import TomlLines
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
 
 TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log")
-TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue")
-FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout")
+TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue", "handshake")
+FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect")
 BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers")
-LISTEN_KEYS = ("bind", "maxconn", *BACKEND_KEYS)  # its backend is itself: no `backend` key
+LISTEN_KEYS = ("bind", "maxconn", "redirect", *BACKEND_KEYS)  # its backend is itself: no `backend` key
 DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
-SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup")
+SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy")
 
 # Words other formats use for our keys: an unknown key among them is pointed at ours.
+BIND_KEYS = ("address", "ssl", "accept-proxy")
+
 _OTHER_NAMES = {
     "default-backend": "backend", "use-backend": "backend", "balance": "scheduler",
     "algorithm": "scheduler", "server": "servers", "timeouts": "timeout", "binds": "bind",
-    "options": "scheduler-options", "address": "bind",
+    "options": "scheduler-options", "address": "bind", "tls": "ssl", "send-proxy-v2": "send-proxy",
+    "proxy-protocol": "accept-proxy", "cert": "crt", "certificate": "crt", "ca": "ca-file",
 }
 
 # Model field -> the keys that may set it (in order), where the names differ.
@@ -138,6 +143,9 @@ class _Table:
 class _Builder:
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
+        source = pathlib.Path(doc.source)
+        # Certificate paths are relative to the config file (to the working directory otherwise).
+        self.base = source.parent if source.is_file() else pathlib.Path(".")
         self.defaults: _Table
         self.paths: dict[int, Key] = {}  # id(spec) -> its table, for locate()
 
@@ -201,6 +209,7 @@ class _Builder:
             timeouts=self.timeouts(table),
             where=self.doc.at(table.path),
             **self.inherit(table, ("mode", "maxconn", "forwardfor")),
+            **({"redirect": self.redirect(table)} if "redirect" in table else {}),
         )
         self.paths[id(spec)] = table.path
         return spec
@@ -250,16 +259,20 @@ class _Builder:
                 table.path, f'{table.label} has no bind: add bind = "127.0.0.1:8080" (port 0 picks a free port)'
             )
         path, value = table.path_of("bind"), table.raw["bind"][1]
-        if isinstance(value, str):
+        if isinstance(value, (str, dict)):
             items = [(path, value)]
         elif isinstance(value, list):
             items = [(path + (i,), item) for i, item in enumerate(value)]
         else:
             raise self.doc.error(
-                path, f"'bind' in {table.label}: expected an address or a list of them, got {_show(value)}"
+                path, f"'bind' in {table.label}: expected an address (or a table with address, ssl, "
+                f"accept-proxy) or a list of them, got {_show(value)}"
             )
         binds = []
         for where, text in items:
+            extra = {}
+            if isinstance(text, dict):
+                text, extra = self.bind_table(where, text, table.label)
             try:
                 host, port = split_host_port(text)
             except ValueError as exc:
@@ -268,8 +281,38 @@ class _Builder:
                 raise self.doc.error(
                     where, f"bind {text!r} in {table.label} has no port: write 'host:port' (port 0 picks a free port)"
                 )
-            binds.append(BindSpec(address=_WILDCARDS.get(host, host), port=port, where=self.doc.at(where)))
+            binds.append(BindSpec(address=_WILDCARDS.get(host, host), port=port, where=self.doc.at(where),
+                                  **extra))
+            self.paths[id(binds[-1])] = where
         return tuple(binds)
+
+    def bind_table(self, path: Key, body: dict, section: str) -> tuple[str, dict[str, Any]]:
+        """`{ address = "host:port", ssl = { crt = ... }, accept-proxy = true }`"""
+        label = f"bind in {section}"
+        table = _Table(self.doc, path, body, BIND_KEYS, label)
+        if "address" not in table:
+            raise self.doc.error(path, f'{label} has no address: add address = "host:port"')
+        extra: dict[str, Any] = {}
+        if "accept-proxy" in table:
+            extra["accept_proxy"] = table.get("accept-proxy", _bool)
+        if "ssl" in table:
+            sub = _Table(self.doc, table.path_of("ssl"), table.raw["ssl"][1], tls_keys.BIND,
+                         f"the ssl settings of {label}")
+            extra["ssl"] = tls_keys.bind_spec(sub, self.base, self.doc.at(sub.path))
+        return table.get("address", _str), extra
+
+    def redirect(self, table: _Table) -> RedirectSpec:
+        value = table.raw["redirect"][1]
+        if isinstance(value, str):  # redirect = "https"
+            return RedirectSpec(scheme=table.get("redirect", tls_keys.scheme))
+        sub = _Table(self.doc, table.path_of("redirect"), value, ("scheme", "code", "port"),
+                     f"the redirect of {table.label}")
+        kwargs = {"scheme": sub.get("scheme", tls_keys.scheme)} if "scheme" in sub else {}
+        if "code" in sub:
+            kwargs["code"] = sub.get("code", tls_keys.redirect_code)
+        if "port" in sub:
+            kwargs["port"] = sub.get("port", _int)
+        return RedirectSpec(**kwargs)
 
     def servers(self, table: _Table) -> tuple[ServerSpec, ...]:
         if "servers" not in table:
@@ -303,6 +346,14 @@ class _Builder:
             )
         kwargs = {key: table.get(key, _CONVERT[key]) for key in ("weight", "maxconn", "backup")
                   if key in table}
+        if "send-proxy" in table:
+            kwargs["send_proxy"] = table.get("send-proxy", tls_keys.proxy_version)
+        if "ssl" in table:
+            value = table.raw["ssl"][1]
+            if value is not False:
+                sub = _Table(self.doc, table.path_of("ssl"), {} if value is True else value,
+                             tls_keys.SERVER, f"the ssl settings of {label}")
+                kwargs["ssl"] = tls_keys.server_spec(sub, self.base, self.doc.at(sub.path))
         spec = ServerSpec(
             name=table.get("name", _str) if "name" in table else f"s{index + 1}",
             address=host,

@@ -14,6 +14,7 @@ from typing import Callable
 
 from virtserve.engine.config.model import (
     MODES,
+    PROXY_VERSIONS,
     BackendSpec,
     BindSpec,
     Config,
@@ -22,6 +23,7 @@ from virtserve.engine.config.model import (
     ServerSpec,
     Timeouts,
 )
+from virtserve.engine.tls import CertError, check_bind, check_server
 from virtserve.schedulers.base import names as scheduler_names
 
 # (spec, field) -> "file:line" of that field's setting, or "" when unknown. `field` is a model
@@ -92,6 +94,10 @@ def _check_server(server: ServerSpec, what: str, at) -> None:
     _check_int(server, "port", 1, 65535, what, at)
     _check_int(server, "weight", 0, WEIGHT_MAX, what, at)
     _check_int(server, "maxconn", 0, None, what, at)
+    if server.send_proxy not in ("", *PROXY_VERSIONS):
+        raise ConfigError(at(server, "send_proxy"), f"{what}: send-proxy must be v1 or v2, got {server.send_proxy!r}")
+    if server.ssl is not None:
+        _check_tls(lambda: check_server(server.ssl), at(server, "ssl"), what)
 
 
 def _check_frontend(frontend: FrontendSpec, backends: dict[str, BackendSpec], at) -> None:
@@ -103,6 +109,10 @@ def _check_frontend(frontend: FrontendSpec, backends: dict[str, BackendSpec], at
         raise ConfigError(at(frontend, "binds"), f"{what} has no bind address to listen on")
     for bind in frontend.binds:
         _check_int(bind, "port", 0, 65535, f"{what}: bind {_hostport(bind)}", at)
+        if bind.ssl is not None:
+            _check_tls(lambda: check_bind(bind.ssl), at(bind, "ssl"), f"{what}: bind {_hostport(bind)} ssl")
+    if frontend.redirect is not None and frontend.mode != "http":
+        raise ConfigError(at(frontend, "redirect"), f"{what}: redirect needs mode http")
     backend = backends.get(frontend.default_backend)
     if backend is None:
         raise ConfigError(
@@ -135,6 +145,15 @@ def _check_binds_unique(frontends, at) -> None:
                     f"{owner}{_also(first[1].where, 'at')}",
                 )
             bound[key] = (frontend, bind)
+
+
+def _check_tls(check: Callable[[], object], where: str, what: str) -> None:
+    # Certificates are read now, so `virtserve check` finds a wrong key or an expired
+    # certificate before a reload would.
+    try:
+        check()
+    except CertError as exc:
+        raise ConfigError(where, f"{what}: {exc}") from None
 
 
 def _check_mode(spec, what: str, at) -> None:

@@ -14,6 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
+from virtserve.engine.upstream.connect import open_server
 from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
@@ -60,9 +61,10 @@ class TcpClientProtocol(asyncio.Protocol):
         fe.counters.seen(fe.current)
         self.t_accept = self.state.loop.time()
         self.state.conns.add(self)
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
+        if not self.ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
+            peer = transport.get_extra_info("peername")
+            if peer:
+                self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
         self._dispatch(None)
 
     def _dispatch(self, avoid: Server | None) -> None:
@@ -87,8 +89,8 @@ class TcpClientProtocol(asyncio.Protocol):
         started = loop.time()
         try:
             async with asyncio.timeout(fe.t_connect):
-                await loop.create_connection(
-                    lambda: TcpServerProtocol(self), server.address, server.port)
+                await open_server(self.state.loop, lambda: TcpServerProtocol(self), server, self.ctx,
+                                  self.transport)
         except (OSError, TimeoutError):
             server.failures += 1
             connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed)
@@ -118,7 +120,7 @@ class TcpClientProtocol(asyncio.Protocol):
             self.held_size = 0
         self._resume(_HELD)
         if self.eof:
-            peer.transport.write_eof()
+            _write_eof(peer.transport)
         self.deadline = self.state.now + self.fe.t_client
 
     def _pause(self, reason: int) -> None:
@@ -152,7 +154,7 @@ class TcpClientProtocol(asyncio.Protocol):
             if peer.eof:
                 self.close()
                 return False
-            peer.transport.write_eof()
+            _write_eof(peer.transport)
         return True  # keep our side open for what the server still sends
 
     def pause_writing(self) -> None:
@@ -220,7 +222,7 @@ class TcpServerProtocol(asyncio.Protocol):
         if client.eof:
             client.close()
             return False
-        client.transport.write_eof()
+        _write_eof(client.transport)
         return True
 
     def pause_writing(self) -> None:
@@ -234,3 +236,11 @@ class TcpServerProtocol(asyncio.Protocol):
         if exc is not None and client.term == "--":
             client.term = "SD"
         client.close(abort=exc is not None)
+
+
+def _write_eof(transport: asyncio.Transport) -> None:
+    """Half-close toward one side; TLS cannot, so a TLS side is closed once flushed."""
+    if transport.can_write_eof():
+        transport.write_eof()
+    else:
+        transport.close()

@@ -19,6 +19,7 @@ import httptools
 from virtserve.engine.admin.accounting import connect_failed, connected, http_done, redispatched
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
+from virtserve.engine.upstream.connect import open_server
 from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
@@ -82,7 +83,7 @@ class HttpProxyProtocol(asyncio.Protocol):
     __slots__ = (
         "fe", "state", "backend", "transport", "parser", "ctx", "deadline", "paused",
         "current", "queue", "parsing", "in_head", "head_size", "head_raw", "began", "closed",
-        "fatal", "tunnel", "blocked", "eof",
+        "fatal", "tunnel", "blocked", "eof", "scheme", "added", "special",
         "_url", "_parts", "_xff", "_connection", "_upgrade", "_chunked", "_has_body",
         "t_accept", "_t_begin",
     )
@@ -109,6 +110,9 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.blocked = False  # the client's write buffer is over its high-water mark
         self.eof = False  # the client shut down its sending side
         self.t_accept = self._t_begin = 0.0
+        self.scheme = fe.scheme  # X-Forwarded-Proto: b"https" on a TLS listener (listeners.Origin)
+        self.added = b""  # header lines for every request (the client certificate's)
+        self.special = _SPECIAL | fe.strip if fe.strip else _SPECIAL
         self._new_request()
 
     def _new_request(self) -> None:
@@ -124,9 +128,10 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
-        peer = transport.get_extra_info("peername")
-        if peer:
-            self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
+        if not self.ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
+            peer = transport.get_extra_info("peername")
+            if peer:
+                self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
         fe = self.fe
         fe.current += 1
         fe.total += 1
@@ -200,7 +205,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         if self.head_size > MAX_HEAD:
             raise _Reject(400)
         lname = name.lower()
-        if lname in _SPECIAL:
+        if lname in self.special:
             if lname == b"x-forwarded-for":
                 self._xff = value if self._xff is None else self._xff + b", " + value
                 return
@@ -216,6 +221,8 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self._has_body = value != b"0"
             elif lname in _HOP_BY_HOP or self.fe.forwardfor:
                 return  # hop-by-hop, or an X-Forwarded-Proto the proxy will set
+            elif lname not in _SPECIAL:
+                return  # a client certificate header: only the proxy sets it
         self._parts += (name, b": ", value, b"\r\n")
 
     def on_headers_complete(self) -> None:
@@ -235,9 +242,11 @@ class HttpProxyProtocol(asyncio.Protocol):
         if fe.forwardfor:
             ip = self.ctx.client_ip.encode()
             parts += (b"x-forwarded-for: ", ip if self._xff is None else self._xff + b", " + ip,
-                      b"\r\nx-forwarded-proto: ", fe.scheme, b"\r\n")
+                      b"\r\nx-forwarded-proto: ", self.scheme, b"\r\n")
         elif self._xff is not None:
             parts += (b"x-forwarded-for: ", self._xff, b"\r\n")
+        if self.added:
+            parts.append(self.added)
         if upgrade:
             parts += (b"connection: upgrade\r\nupgrade: ", self._upgrade, b"\r\n")
         elif version == b" HTTP/1.0\r\n":
@@ -308,7 +317,8 @@ class HttpProxyProtocol(asyncio.Protocol):
             redispatched(self.fe, avoid)
         backend.take(server)
         ex.server = server
-        conn = self.fe.pool.acquire(server)
+        # A connection that began with a PROXY header speaks for one client only.
+        conn = self.fe.pool.acquire(server if not server.send_proxy else (server, ctx.client_ip, ctx.client_port))
         if conn is not None:
             conn.attach(self, ex)
         else:
@@ -320,8 +330,10 @@ class HttpProxyProtocol(asyncio.Protocol):
         started = loop.time()
         try:
             async with asyncio.timeout(fe.t_connect):
-                _, conn = await loop.create_connection(
-                    lambda: HttpUpstreamProtocol(fe, server), server.address, server.port)
+                conn = await open_server(loop, lambda: HttpUpstreamProtocol(fe, server),
+                                         server, self.ctx, self.transport)
+            if server.send_proxy:
+                conn.key = (server, self.ctx.client_ip, self.ctx.client_port)
         except (OSError, TimeoutError):
             server.failures += 1
             connect_failed(fe, server, retrying=ex.tries < fe.retries and not self.closed)

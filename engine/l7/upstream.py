@@ -30,12 +30,13 @@ class HttpUpstreamProtocol(asyncio.Protocol):
     __slots__ = (
         "fe", "server", "state", "transport", "parser", "client", "ex", "deadline", "reused",
         "head_done", "final", "done", "keep_alive", "poolable", "held", "held_size", "first_chunk",
-        "tunnel", "status",
+        "tunnel", "status", "key",
     )
 
     def __init__(self, fe: Frontend, server: Server) -> None:
         self.fe = fe
         self.server = server
+        self.key: object = server  # its list in the pool (upstream/pool.py)
         self.state = fe.state
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpResponseParser(self)

@@ -18,11 +18,12 @@ class UpstreamPool:
     def __init__(self, state: EngineState, idle_timeout: float) -> None:
         self.state = state
         self.idle_timeout = idle_timeout
-        self._idle: dict[Server, list[Any]] = {}
+        self._idle: dict[Any, list[Any]] = {}
 
-    def acquire(self, server: Server) -> Any | None:
-        """An idle open connection to server, or None."""
-        idle = self._idle.get(server)
+    def acquire(self, key: Any) -> Any | None:
+        """An idle open connection to a server, or None. The key is the Server, or for a server
+        sent a PROXY header (server, client ip, client port): such a connection is the client's."""
+        idle = self._idle.get(key)
         while idle:
             conn = idle.pop()
             if not conn.transport.is_closing():
@@ -31,7 +32,7 @@ class UpstreamPool:
 
     def release(self, conn: Any) -> None:
         """Park a connection whose last exchange ended cleanly; close it when the pool is full."""
-        idle = self._idle.setdefault(conn.server, [])
+        idle = self._idle.setdefault(conn.key, [])
         if self.state.draining or len(idle) >= MAX_IDLE_PER_SERVER:
             conn.transport.close()
             return
@@ -40,13 +41,13 @@ class UpstreamPool:
 
     def forget(self, conn: Any) -> None:
         """A parked connection closed (the server timed it out, or we did)."""
-        idle = self._idle.get(conn.server)
+        idle = self._idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
 
     def idle_count(self, server: Server | None = None) -> int:
         if server is not None:
-            return len(self._idle.get(server, ()))
+            return sum(len(v) for k, v in self._idle.items() if k is server or (type(k) is tuple and k[0] is server))
         return sum(len(v) for v in self._idle.values())
 
     def close(self) -> None:

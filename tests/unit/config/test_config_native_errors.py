@@ -275,7 +275,8 @@ def test_bind_that_is_not_an_address():
         bind = 8080  # <-
         backend = "app"
     """ + GOOD_BACKEND)
-    assert e.message == "'bind' in [frontend.web]: expected an address or a list of them, got 8080"
+    assert e.message == ("'bind' in [frontend.web]: expected an address (or a table with address, ssl, accept-proxy) "
+                         "or a list of them, got 8080")
 
 
 def test_bind_with_unbracketed_ipv6_port():
