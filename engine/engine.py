@@ -10,6 +10,7 @@ from typing import Any, Callable
 from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import Config, FrontendSpec
 from virtserve.engine.frontend import Frontend
+from virtserve.engine.health import Health
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.state import EngineState
@@ -30,6 +31,7 @@ class Engine:
         self.backends: dict[str, Backend] = {}
         self.frontends: dict[str, Frontend] = {}
         self.pool: UpstreamPool | None = None
+        self.health: Health | None = None
         self._listeners: dict[str, list[asyncio.base_events.Server]] = {}
         self._stopped: asyncio.Event | None = None
 
@@ -43,6 +45,8 @@ class Engine:
         idle = max((b.timeouts.keep_alive for b in self.config.backends), default=10.0)
         self.pool = UpstreamPool(state, idle_timeout=idle)
         self.backends = {spec.name: Backend(spec) for spec in self.config.backends}
+        self.health = Health(state, self.backends)
+        self.health.start()
         try:
             for spec in self.config.frontends:
                 fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool, _PROTOCOLS[spec.mode])

@@ -25,6 +25,7 @@ from virtserve.engine.config.model import (
     ServerSpec,
     Timeouts,
 )
+from virtserve.engine.config import native_checks
 from virtserve.engine.config.toml_lines import TomlLines
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
@@ -32,16 +33,18 @@ from virtserve.engine.config.validate import validate
 TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen")
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue")
 FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout")
-BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers")
+BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
+                *native_checks.BACKEND_CHECK_KEYS)
 LISTEN_KEYS = ("bind", "maxconn", *BACKEND_KEYS)  # its backend is itself: no `backend` key
 DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
-SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup")
+SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "check")
 
 # Words other formats use for our keys: an unknown key among them is pointed at ours.
 _OTHER_NAMES = {
     "default-backend": "backend", "use-backend": "backend", "balance": "scheduler",
     "algorithm": "scheduler", "server": "servers", "timeouts": "timeout", "binds": "bind",
     "options": "scheduler-options", "address": "bind",
+    "checktype": "check", "healthcheck": "check", "failurecount": "check", "emailalert": "alert",
 }
 
 # Model field -> the keys that may set it (in order), where the names differ.
@@ -212,6 +215,7 @@ class _Builder:
                 break
             if "scheduler" in source:
                 break
+        kwargs.update(native_checks.backend_kwargs(self, table))
         spec = BackendSpec(
             name=name,
             servers=self.servers(table),
@@ -278,9 +282,9 @@ class _Builder:
                 path, f"'servers' in {table.label}: expected a list of tables like "
                 f'[{{ address = "127.0.0.1:9001" }}], got {_show(value)}'
             )
-        return tuple(self.server(i, path + (i,), body, table.label) for i, body in enumerate(value))
+        return tuple(self.server(i, path + (i,), body, table.label, table) for i, body in enumerate(value))
 
-    def server(self, index: int, path: Key, body: Any, section: str) -> ServerSpec:
+    def server(self, index: int, path: Key, body: Any, section: str, backend: _Table | None = None) -> ServerSpec:
         named = isinstance(body, dict) and isinstance(body.get("name"), str)
         label = f"server {body['name']!r} in {section}" if named else f"server #{index + 1} in {section}"
         table = _Table(self.doc, path, body, SERVER_KEYS, label)
@@ -301,6 +305,7 @@ class _Builder:
             )
         kwargs = {key: table.get(key, _CONVERT[key]) for key in ("weight", "maxconn", "backup")
                   if key in table}
+        kwargs.update(native_checks.server_kwargs(self, table, backend))
         spec = ServerSpec(
             name=table.get("name", _str) if "name" in table else f"s{index + 1}",
             address=host,

@@ -22,6 +22,7 @@ from virtserve.engine.config.model import (
     ServerSpec,
     Timeouts,
 )
+from virtserve.engine.config.validate_checks import check_backend as _check_health
 from virtserve.schedulers.base import names as scheduler_names
 
 # (spec, field) -> "file:line" of that field's setting, or "" when unknown. `field` is a model
@@ -82,6 +83,7 @@ def _check_backend(backend: BackendSpec, at) -> None:
         _check_name(server, "server", servers, at, scope=f" in {what}")
         _check_server(server, f"server {server.name!r} in {what}", at)
         servers[server.name] = server
+    _check_health(backend, at)
 
 
 def _check_server(server: ServerSpec, what: str, at) -> None:
