@@ -58,10 +58,10 @@ async def probe(address: str, port: int, spec: CheckSpec) -> Result:
         reader, writer = await open_stream(address, port, spec, tls, spec.virtualhost or address)
     except CheckFailed as failed:
         return failed.result
+    chunks: list[bytes] = []
+    size = 0
     try:
         writer.write(request_bytes(address, port, spec))
-        chunks: list[bytes] = []
-        size = 0
         while size < MAX_RESPONSE:
             data = await reader.read(MAX_RESPONSE - size)
             if not data:

@@ -117,7 +117,9 @@ class Backend:
             if self.spec.allbackups:
                 s = self.backup_scheduler.pick(ctx, avoid)
             else:
-                s = next((b for b in self.backup_scheduler.servers if b.available), None)
+                # The first available backup in config order; `avoid` only if it is the last.
+                spare = [b for b in self.backup_scheduler.servers if b.available]
+                s = next((b for b in spare if b is not avoid), spare[0] if spare else None)
         if s is None and self.fallback is not None and not self.healthy:
             s = self.fallback
         if s is None:
