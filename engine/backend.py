@@ -7,11 +7,18 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import BackendSpec, ServerSpec
 from virtserve.schedulers.base import PickContext, Scheduler, create
+
+if TYPE_CHECKING:
+    from virtserve.checks.base import Result
+
+# Told of every health verdict change: (backend, server, up, result). Slow start, session
+# shutdown, alerts (and the IPVS table) subscribe here.
+Listener = Callable[["Backend", "Server", bool, "Result | None"], None]
 
 log = logging.getLogger("virtserve.engine")
 
@@ -25,6 +32,7 @@ class Server:
         "sched",  # a slot any scheduler may use for its own per-server data
         "admin", "uweight", "last_change", "counters",
         "ssl", "sni", "send_proxy",
+        "healthy", "last_check", "drained", "agent_pct", "ramp",
     )
 
     def __init__(self, spec: ServerSpec, index: int = 0) -> None:
@@ -49,6 +57,23 @@ class Server:
         self.ssl: Any = None  # an SSLContext when the server speaks TLS (set by the engine)
         self.sni = spec.ssl.sni if spec.ssl is not None else ""
         self.send_proxy = spec.send_proxy  # "", "v1" or "v2"
+        self.healthy = True  # the checks' verdict (quiescent keeps `up` and sets weight 0)
+        self.last_check: Result | None = None
+        self.drained = False  # an agent said drain
+        self.agent_pct: int | None = None  # an agent's weight percent
+        self.ramp = 1.0  # slow start: the share of the weight given back so far
+
+    @property
+    def target_weight(self) -> int:
+        """The weight this server should have now, from its config and what its agent said."""
+        if not self.healthy or self.drained or self.admin:
+            return 0
+        weight = self.uweight
+        if self.agent_pct is not None:
+            weight = (weight * self.agent_pct + 99) // 100
+        if self.ramp < 1.0 and weight:
+            weight = max(1, int(weight * self.ramp + 0.999))
+        return weight
 
     @property
     def available(self) -> bool:
@@ -78,14 +103,36 @@ class Backend:
         self.total = 0  # work ever assigned
         self.no_server = 0  # picks that found no server
         self.counters = Counters()
+        # ldirectord's fallback: serves only while every real server is down.
+        self.fallback = Server(spec.fallback, len(self.servers)) if spec.fallback is not None else None
+        self.fallback_scheduler = create("rr", [self.fallback], {}) if self.fallback is not None else None
+        self.healthy = len(self.servers)  # servers the checks call up
+        self.listeners: list[Listener] = []
 
     def _scheduler_of(self, s: Server) -> Scheduler:
-        return self.backup_scheduler if s.backup else self.scheduler  # type: ignore[return-value]
+        if s.backup:
+            return self.backup_scheduler  # type: ignore[return-value]
+        return self.fallback_scheduler if s is self.fallback else self.scheduler  # type: ignore[return-value]
 
     def pick(self, ctx: PickContext, avoid: Server | None = None) -> Server | None:
         s = self.scheduler.pick(ctx, avoid)
-        if s is None and self.backup_scheduler is not None:
-            s = self.backup_scheduler.pick(ctx, avoid)
+        if s is None:
+            s = self._pick_spare(ctx, avoid)
+        return s
+
+    def _pick_spare(self, ctx: PickContext, avoid: Server | None) -> Server | None:
+        """No active server: the backups (all with `allbackups`, else the first available, as
+        HAProxy), then the fallback if every real server is down."""
+        s = None
+        if self.backup_scheduler is not None:
+            if self.spec.allbackups:
+                s = self.backup_scheduler.pick(ctx, avoid)
+            else:
+                # The first available backup in config order; `avoid` only if it is the last.
+                spare = [b for b in self.backup_scheduler.servers if b.available]
+                s = next((b for b in spare if b is not avoid), spare[0] if spare else None)
+        if s is None and self.fallback is not None and not self.healthy:
+            s = self.fallback
         if s is None:
             self.no_server += 1
         return s
@@ -107,10 +154,48 @@ class Backend:
             return
         s.up = up
         s.last_change = time.monotonic()
-        log.warning("Server %s/%s is %s%s", self.name, s.name, "UP" if up else "DOWN",
-                    f", reason: {reason}" if reason else "")
+        if reason:  # set by hand; the checks log through set_status()
+            log.warning("Server %s/%s is %s, reason: %s", self.name, s.name, "UP" if up else "DOWN", reason)
         sched = self._scheduler_of(s)
         sched.up(s) if up else sched.down(s)
+
+    def set_status(self, s: Server, healthy: bool, result: Result | None = None, now: float = 0.0) -> None:
+        """The checks' verdict on s changed: take it out (or to weight 0 with `quiescent`), or
+        bring it back, log it as HAProxy does and tell the listeners."""
+        s.last_check = result if result is not None else s.last_check
+        if s.healthy == healthy:
+            return
+        s.healthy = healthy
+        s.last_change = time.monotonic()
+        self.healthy += 1 if healthy else -1
+        if self.spec.quiescent:
+            self.set_up(s, True)
+            self.set_weight(s, s.target_weight)
+        else:
+            if healthy:
+                self.set_weight(s, s.target_weight)
+            self.set_up(s, healthy)
+        log.warning("%s", self.status_line(s, result))
+        if not healthy and not any(x.healthy for x in self.servers if x.backup == s.backup):
+            log.error("%s %s has no server available!", "backend" if not s.backup else "backup of backend",
+                      self.name)
+        for listener in self.listeners:
+            try:
+                listener(self, s, healthy, result)
+            except Exception:  # one broken subscriber must not stop the others
+                log.exception("state-change listener failed for %s/%s", self.name, s.name)
+
+    def status_line(self, s: Server, result: Result | None) -> str:
+        """`Server web/web1 is DOWN, reason: Layer7 wrong status, code: 500, check duration:
+        3ms. 2 active and 0 backup servers left. 0 sessions active.`"""
+        state = "UP" if s.healthy else "DOWN"
+        what = f"Server {self.name}/{s.name}" if not s.backup else f"Backup Server {self.name}/{s.name}"
+        reason = f", {result.describe()}" if result is not None else ""
+        active = sum(1 for x in self.servers if x.healthy and not x.backup)
+        backups = sum(1 for x in self.servers if x.healthy and x.backup)
+        tail = "online" if s.healthy else "left"
+        return (f"{what} is {state}{reason}. {active} active and {backups} backup servers {tail}."
+                f" {s.active} sessions active.")
 
     def set_weight(self, s: Server, weight: int) -> None:
         if s.weight == weight:
@@ -131,13 +216,12 @@ class Backend:
         s.admin = admin
         s.last_change = time.monotonic()
         log.warning("Server %s/%s is %s", self.name, s.name, {"": "READY", "drain": "DRAIN", "maint": "MAINT"}[admin])
-        self.set_weight(s, 0 if admin else s.uweight)
+        self.set_weight(s, s.target_weight)
 
     def set_user_weight(self, s: Server, weight: int) -> None:
         """The operator's weight: in force at once unless s is drained or in maintenance."""
         s.uweight = weight
-        if not s.admin:
-            self.set_weight(s, weight)
+        self.set_weight(s, s.target_weight)
 
     def add_server(self, spec: ServerSpec, admin: str = "maint") -> Server:
         """A new server, told to its scheduler incrementally (no rebuild of the others)."""
@@ -166,6 +250,9 @@ class Backend:
         """Live server state for the embedding API."""
         return [
             {"name": s.name, "address": s.address, "port": s.port, "up": s.up, "weight": s.weight,
-             "backup": s.backup, "active": s.active, "total": s.total, "failures": s.failures}
-            for s in self.servers
+             "backup": s.backup, "active": s.active, "total": s.total, "failures": s.failures,
+             "status": "UP" if s.healthy else "DOWN", "fallback": s is self.fallback,
+             "check": s.last_check.as_dict() if s.last_check is not None else None,
+             "last_change": s.last_change}
+            for s in self.servers + ([self.fallback] if self.fallback is not None else [])
         ]

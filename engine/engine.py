@@ -11,6 +11,7 @@ from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import Config, FrontendSpec
 from virtserve.engine.frontend import Frontend
+from virtserve.engine.health import Health
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener
@@ -33,6 +34,7 @@ class Engine:
         self.backends: dict[str, Backend] = {}
         self.frontends: dict[str, Frontend] = {}
         self.pool: UpstreamPool | None = None
+        self.health: Health | None = None
         self._listeners: dict[str, list[asyncio.base_events.Server]] = {}
         self._stopped: asyncio.Event | None = None
         self.admin: AdminPlane | None = None
@@ -52,6 +54,8 @@ class Engine:
             for server in backend.servers:
                 if server.spec.ssl is not None:
                     server.ssl = client_context(server.spec.ssl)
+        self.health = Health(state, self.backends)
+        self.health.start()
         try:
             for spec in self.config.frontends:
                 fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool, _PROTOCOLS[spec.mode])

@@ -35,7 +35,7 @@ def server_status(s: Server) -> str:
     admin = getattr(s, "admin", "")
     if admin == "maint":
         return "MAINT"
-    if not s.up:
+    if not s.up or not s.healthy:  # quiescent checks keep a failed server `up` at weight 0
         return "DOWN"
     return "DRAIN" if admin == "drain" else "UP"
 
@@ -45,12 +45,21 @@ def server_last_change(s: Server) -> float:
     return max(0.0, time.monotonic() - getattr(s, "last_change", time.monotonic()))
 
 
+# The checks' reasons (HAProxy's wording) -> HAProxy's short check status codes.
+_CHECK_CODES = {
+    "Layer4 check passed": "L4OK", "Layer4 connection problem": "L4CON", "Layer4 timeout": "L4TOUT",
+    "Layer6 invalid response": "L6RSP", "Layer7 check passed": "L7OK", "Layer7 wrong status": "L7STS",
+    "Layer7 invalid response": "L7RSP", "Layer7 timeout": "L7TOUT",
+}
+
+
 def server_check(s: Server) -> tuple[str, str, float | None]:
     """(check status like "L4OK", check code, duration in seconds) when checks run; else blanks."""
-    status = getattr(s, "check_status", "") or ""
-    code = getattr(s, "check_code", "") or ""
-    duration = getattr(s, "check_duration", None)
-    return str(status), str(code), duration
+    result = s.last_check
+    if result is None:
+        return "", "", None
+    status = _CHECK_CODES.get(result.reason, "L7OK" if result.ok else "L7RSP")
+    return status, "" if result.code is None else str(result.code), result.duration
 
 
 def backend_status(b: Backend) -> str:

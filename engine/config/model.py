@@ -90,6 +90,59 @@ class BindSpec:
     accept_proxy: bool = False  # a PROXY v1/v2 header opens every connection
 
 
+CHECK_TYPES = ("connect", "http", "https", "smtp", "tcp", "external", "agent", "on", "off")
+ALERT_STATUSES = ("all", "none", "starting", "running", "stopping")
+
+
+@dataclass(frozen=True, slots=True)
+class CheckSpec:
+    """A health check (ldirectord checktype/service, HAProxy check/httpchk/agent-check).
+
+    `on` and `off` are ldirectord's: the server is always up / always down, never probed.
+    Times are seconds; `timeout` 0 means the interval, `negotiate_timeout` 0 means `timeout`."""
+
+    type: str = "connect"
+    interval: float = 2.0
+    timeout: float = 0.0  # connect checks, and the connect step of the others
+    negotiate_timeout: float = 0.0  # bounds the whole of a http/https/smtp/tcp/agent check
+    rise: int = 2
+    fall: int = 3
+    port: int = 0  # 0: the server's port (agent checks usually name theirs)
+    request: str = "/"  # http/https: the path asked for
+    receive: str = ""  # http/https: a regular expression the response must match
+    method: str = "GET"
+    virtualhost: str = ""  # Host header and TLS SNI; the server address when empty
+    status: tuple[int, ...] = ()  # expected status codes; empty: any 2xx or 3xx
+    send: str = ""  # tcp: bytes sent after connecting (escapes \r \n allowed in TOML strings)
+    expect: str = ""  # tcp: a regular expression the reply must match
+    command: tuple[str, ...] = ()  # external: argv; server address and port are appended
+    where: str = field(default="", compare=False)
+
+    @property
+    def connect_timeout(self) -> float:
+        return self.timeout or self.interval
+
+    @property
+    def probe_timeout(self) -> float:
+        """The bound on one whole probe."""
+        if self.type in ("connect", "external"):
+            return self.connect_timeout
+        return self.negotiate_timeout or self.connect_timeout
+
+
+@dataclass(frozen=True, slots=True)
+class AlertSpec:
+    """ldirectord's emailalert, emailalertfreq, emailalertstatus, mailed through an SMTP relay."""
+
+    to: tuple[str, ...]
+    relay: str = "127.0.0.1"
+    relay_port: int = 25
+    sender: str = "virtserve@localhost"
+    freq: float = 0.0  # repeat every freq seconds while a server stays down; 0: once
+    status: tuple[str, ...] = ("all",)  # engine states in which state changes are mailed
+    where: str = field(default="", compare=False)
+
+
 @dataclass(frozen=True, slots=True)
 class ServerSpec:
     name: str
@@ -101,6 +154,8 @@ class ServerSpec:
     where: str = field(default="", compare=False)
     ssl: TlsServerSpec | None = None
     send_proxy: str = ""  # "", "v1" (send-proxy) or "v2" (send-proxy-v2)
+    check: CheckSpec | None = None  # this server's own check; None: the backend's
+    checked: bool = True  # false: never checked, always up (HAProxy: no `check`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +170,19 @@ class BackendSpec:
     retries: int = 3
     forwardfor: bool = False
     where: str = field(default="", compare=False)
+    check: CheckSpec | None = None  # None: servers are not checked, always up
+    quiescent: bool = False  # a failed server keeps its place with weight 0 (ldirectord)
+    slowstart: float = 0.0  # seconds a recovered server takes to ramp up to its weight
+    allbackups: bool = False  # use every backup at once, not just the first (HAProxy)
+    fallback: ServerSpec | None = None  # serves when every real server is down (ldirectord)
+    shutdown_sessions: bool = False  # on-marked-down shutdown-sessions (HAProxy)
+    alert: AlertSpec | None = None
+
+    def check_of(self, server: ServerSpec) -> CheckSpec | None:
+        """The check that applies to server, or None when it is not checked."""
+        if not server.checked:
+            return None
+        return server.check or self.check
 
     @property
     def options(self) -> dict[str, Any]:

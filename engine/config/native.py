@@ -28,6 +28,7 @@ from virtserve.engine.config.model import (
 )
 from virtserve.engine.config.native_admin import admin_sections
 from virtserve.engine.config import tls_keys
+from virtserve.engine.config import native_checks
 from virtserve.engine.config.toml_lines import TomlLines
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
@@ -35,10 +36,11 @@ from virtserve.engine.config.validate import validate
 TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log")
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue", "handshake")
 FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect")
-BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers")
+BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
+                *native_checks.BACKEND_CHECK_KEYS)
 LISTEN_KEYS = ("bind", "maxconn", "redirect", *BACKEND_KEYS)  # its backend is itself: no `backend` key
 DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
-SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy")
+SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy", "check")
 
 # Words other formats use for our keys: an unknown key among them is pointed at ours.
 BIND_KEYS = ("address", "ssl", "accept-proxy")
@@ -48,6 +50,7 @@ _OTHER_NAMES = {
     "algorithm": "scheduler", "server": "servers", "timeouts": "timeout", "binds": "bind",
     "options": "scheduler-options", "address": "bind", "tls": "ssl", "send-proxy-v2": "send-proxy",
     "proxy-protocol": "accept-proxy", "cert": "crt", "certificate": "crt", "ca": "ca-file",
+    "checktype": "check", "healthcheck": "check", "failurecount": "check", "emailalert": "alert",
 }
 
 # Model field -> the keys that may set it (in order), where the names differ.
@@ -223,6 +226,7 @@ class _Builder:
                 break
             if "scheduler" in source:
                 break
+        kwargs.update(native_checks.backend_kwargs(self, table))
         spec = BackendSpec(
             name=name,
             servers=self.servers(table),
@@ -323,9 +327,9 @@ class _Builder:
                 path, f"'servers' in {table.label}: expected a list of tables like "
                 f'[{{ address = "127.0.0.1:9001" }}], got {_show(value)}'
             )
-        return tuple(self.server(i, path + (i,), body, table.label) for i, body in enumerate(value))
+        return tuple(self.server(i, path + (i,), body, table.label, table) for i, body in enumerate(value))
 
-    def server(self, index: int, path: Key, body: Any, section: str) -> ServerSpec:
+    def server(self, index: int, path: Key, body: Any, section: str, backend: _Table | None = None) -> ServerSpec:
         named = isinstance(body, dict) and isinstance(body.get("name"), str)
         label = f"server {body['name']!r} in {section}" if named else f"server #{index + 1} in {section}"
         table = _Table(self.doc, path, body, SERVER_KEYS, label)
@@ -354,6 +358,7 @@ class _Builder:
                 sub = _Table(self.doc, table.path_of("ssl"), {} if value is True else value,
                              tls_keys.SERVER, f"the ssl settings of {label}")
                 kwargs["ssl"] = tls_keys.server_spec(sub, self.base, self.doc.at(sub.path))
+        kwargs.update(native_checks.server_kwargs(self, table, backend))
         spec = ServerSpec(
             name=table.get("name", _str) if "name" in table else f"s{index + 1}",
             address=host,

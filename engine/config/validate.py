@@ -24,6 +24,7 @@ from virtserve.engine.config.model import (
     Timeouts,
 )
 from virtserve.engine.tls import CertError, check_bind, check_server
+from virtserve.engine.config.validate_checks import check_backend as _check_health
 from virtserve.schedulers.base import names as scheduler_names
 
 # (spec, field) -> "file:line" of that field's setting, or "" when unknown. `field` is a model
@@ -84,6 +85,7 @@ def _check_backend(backend: BackendSpec, at) -> None:
         _check_name(server, "server", servers, at, scope=f" in {what}")
         _check_server(server, f"server {server.name!r} in {what}", at)
         servers[server.name] = server
+    _check_health(backend, at)
 
 
 def _check_server(server: ServerSpec, what: str, at) -> None:

@@ -52,3 +52,20 @@ async def balancer():
     yield start
     for lb in started:
         await lb.stop()
+
+
+@pytest.fixture
+async def health_backends():
+    """Factory: `await health_backends("web1", "web2")` starts HealthBackends (checkhelpers.py)."""
+    from checkhelpers import HealthBackend
+
+    started: list[HealthBackend] = []
+
+    async def start(*names: str) -> list[HealthBackend]:
+        new = [await HealthBackend(n).start() for n in names]
+        started.extend(new)
+        return new
+
+    yield start
+    for b in started:
+        await b.stop()

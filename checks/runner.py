@@ -1,0 +1,110 @@
+"""Runs the checks: one engine background task per checked server, never on the data path.
+
+The N servers of a backend start their first check spread over the first interval (server i at
+i * interval / N), so they are not probed in one burst; then each runs on a fixed period, so a
+failure is seen within interval x fall + timeout. Every probe is bounded by its timeout.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Awaitable, Callable
+
+from virtserve.checks import agent, connect, external, http, smtp, tcp
+from virtserve.checks.base import (
+    EXT_TOUT, FORCED_DOWN, FORCED_UP, L4_TOUT, L7_TOUT, AGENT_MAINT, HealthMachine, Result,
+)
+from virtserve.engine.config.model import CheckSpec
+
+if TYPE_CHECKING:
+    from virtserve.engine.backend import Backend, Server
+    from virtserve.engine.state import EngineState
+
+log = logging.getLogger("virtserve.checks")
+
+Probe = Callable[[str, int, CheckSpec], Awaitable[Result]]
+
+PROBES: dict[str, Probe] = {
+    "connect": connect.probe, "http": http.probe, "https": http.probe, "smtp": smtp.probe,
+    "tcp": tcp.probe, "external": external.probe, "agent": agent.probe,
+}
+_TIMEOUT_REASON = {"connect": L4_TOUT, "external": EXT_TOUT}
+
+
+class ServerCheck:
+    """The check loop of one server: probe, feed the Health machine, apply its verdict."""
+
+    def __init__(self, state: EngineState, backend: Backend, server: Server, spec: CheckSpec) -> None:
+        self.state = state
+        self.backend = backend
+        self.server = server
+        self.spec = spec
+        self.probe = PROBES[spec.type]
+        self.health = HealthMachine(spec.rise, spec.fall, state.loop.time)
+
+    async def run(self, delay: float) -> None:
+        loop = self.state.loop
+        await asyncio.sleep(delay)
+        next_at = loop.time()
+        while True:
+            self.apply(await self.check_once())
+            next_at += self.spec.interval
+            now = loop.time()
+            if next_at < now:  # the probe took longer than the interval: no catching up
+                next_at = now
+            await asyncio.sleep(next_at - now)
+
+    async def check_once(self) -> Result:
+        spec, server, loop = self.spec, self.server, self.state.loop
+        started = loop.time()
+        try:
+            async with asyncio.timeout(spec.probe_timeout):
+                result = await self.probe(server.address, server.port, spec)
+        except TimeoutError:
+            result = Result(False, _TIMEOUT_REASON.get(spec.type, L7_TOUT))
+        return dataclasses.replace(result, duration=loop.time() - started)
+
+    def apply(self, result: Result) -> None:
+        server, backend = self.server, self.backend
+        now = self.state.loop.time()
+        if self.spec.type == "agent":
+            server.drained = result.drain
+            if result.weight_pct is not None:
+                server.agent_pct = result.weight_pct
+        if result.reason == AGENT_MAINT:
+            transition = self.health.force(False, result)
+        else:
+            transition = self.health.record(result)
+        if transition is not None:
+            backend.set_status(server, transition.up, result, now)
+        else:
+            server.last_check = result
+            if server.healthy:  # an agent's drain or weight takes effect at once
+                backend.set_weight(server, server.target_weight)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("check %s/%s: %s", backend.name, server.name, result.describe())
+
+
+class CheckRunner:
+    """All the checks of one engine."""
+
+    def __init__(self, state: EngineState, backends: dict[str, Backend]) -> None:
+        self.state = state
+        self.backends = backends
+        self.checks: list[ServerCheck] = []
+
+    def start(self) -> None:
+        now = self.state.loop.time()
+        for backend in self.backends.values():
+            planned = [(s, backend.spec.check_of(s.spec)) for s in backend.servers]
+            probed = [(s, spec) for s, spec in planned if spec is not None and spec.type in PROBES]
+            for s, spec in planned:
+                if spec is not None and spec.type == "off":
+                    backend.set_status(s, False, Result(False, FORCED_DOWN), now)
+                elif spec is not None and spec.type == "on":
+                    s.last_check = Result(True, FORCED_UP)
+            for i, (s, spec) in enumerate(probed):
+                check = ServerCheck(self.state, backend, s, spec)
+                self.checks.append(check)
+                self.state.spawn(check.run(spec.interval * i / len(probed)))
