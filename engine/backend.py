@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 from virtserve.engine.config.model import BackendSpec, ServerSpec
-from virtserve.schedulers.base import PickContext, Scheduler, create
+from virtserve.schedulers.base import Needs, PickContext, Scheduler, create
 
 log = logging.getLogger("virtserve.engine")
 
@@ -66,16 +66,28 @@ class Backend:
         self.backup_scheduler: Scheduler | None = create(spec.scheduler, backups, options) if backups else None
         self.total = 0  # work ever assigned
         self.no_server = 0  # picks that found no server
+        # What the data path must put in the PickContext (e.g. the local address, first bytes).
+        self.needs: Needs = self.scheduler.needs | (self.backup_scheduler.needs if self.backup_scheduler else Needs.NOTHING)
+        self.persistence = make_persistence(spec, self.servers)
+        if self.persistence is not None:
+            self.needs |= Needs.ADDRESS
 
     def _scheduler_of(self, s: Server) -> Scheduler:
         return self.backup_scheduler if s.backup else self.scheduler  # type: ignore[return-value]
 
     def pick(self, ctx: PickContext, avoid: Server | None = None) -> Server | None:
+        persistence = self.persistence
+        if persistence is not None:
+            s = persistence.pick(ctx, avoid)
+            if s is not None:
+                return s
         s = self.scheduler.pick(ctx, avoid)
         if s is None and self.backup_scheduler is not None:
             s = self.backup_scheduler.pick(ctx, avoid)
         if s is None:
             self.no_server += 1
+        elif persistence is not None:
+            persistence.picked(ctx, s)
         return s
 
     def take(self, s: Server) -> None:
@@ -84,9 +96,11 @@ class Backend:
         self.total += 1
         self._scheduler_of(s).take(s)
 
-    def drop(self, s: Server) -> None:
+    def drop(self, s: Server, ctx: PickContext | None = None) -> None:
         s.active -= 1
         self._scheduler_of(s).drop(s)
+        if self.persistence is not None and ctx is not None:
+            self.persistence.dropped(ctx, s)
 
     def set_up(self, s: Server, up: bool, reason: str = "") -> None:
         if s.up == up:
@@ -110,3 +124,17 @@ class Backend:
              "backup": s.backup, "active": s.active, "total": s.total, "failures": s.failures}
             for s in self.servers
         ]
+
+
+def make_persistence(spec: BackendSpec, servers: list[Server]) -> Any:
+    """The persistence layer the backend's config asks for, or None (then picks cost nothing more)."""
+    from virtserve.engine.persist import CookiePersistence, SourcePersistence
+
+    if spec.cookie is not None:
+        return CookiePersistence(spec.cookie, servers, spec.redispatch)
+    if spec.persistent is not None:
+        p = spec.persistent
+        return SourcePersistence(p.timeout, bits4=p.netmask, bits6=p.netmask6, redispatch=spec.redispatch)
+    if spec.stick is not None:
+        return SourcePersistence(spec.stick.expire, size=spec.stick.size, redispatch=spec.redispatch)
+    return None

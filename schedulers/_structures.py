@@ -115,3 +115,21 @@ class Fenwick:
                 r -= tree[nxt]
             step >>= 1
         return pos
+
+
+def walk(table: Sequence[Any], after: int, avoid: Any = None) -> tuple[int, Any]:
+    """One lap over `table` from the slot after `after`: (slot, server) of the first available
+    server other than `avoid`; else (-1, avoid) when avoid was the only available one, or
+    (-1, None)."""
+    n = len(table)
+    fallback = None
+    i = after
+    for _ in range(n):
+        i = i + 1 if i + 1 < n else 0
+        s = table[i]
+        if s.available:
+            if s is avoid:
+                fallback = s
+                continue
+            return i, s
+    return -1, fallback

@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import time
 
-from virtserve.schedulers._structures import KeyedHeap
+from virtserve.schedulers._structures import KeyedHeap, walk
 from virtserve.schedulers.base import PickContext, Scheduler, register
 from virtserve.schedulers.heapsched import HeapScheduler
 from virtserve.schedulers.twos import WeightedDraws
@@ -154,20 +154,10 @@ class StaticRoundRobin(Scheduler):
             self._rebuild()
 
     def pick(self, ctx: PickContext, avoid=None):
-        table = self._map
-        n = len(table)
-        i = self._cursor
-        fallback = None
-        for _ in range(n):
-            i = i + 1 if i + 1 < n else 0
-            s = table[i]
-            if s.available:
-                if s is avoid:
-                    fallback = s
-                    continue
-                self._cursor = i
-                return s
-        return fallback
+        i, s = walk(self._map, self._cursor, avoid)
+        if i >= 0:
+            self._cursor = i
+        return s
 
 
 @register

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sortedcontainers import SortedList
 
+from virtserve.schedulers._structures import walk
 from virtserve.schedulers.haproxy import smooth_map
 from virtserve.schedulers.hashfn import full_hash
 
@@ -34,20 +35,7 @@ class WeightedMap:
         n = len(table)
         if not n:
             return None
-        i = h % n
-        s = table[i]
-        if s.available and s is not avoid:
-            return s
-        fallback = s if s is avoid and s.available else None
-        for _ in range(n - 1):
-            i = i + 1 if i + 1 < n else 0
-            s = table[i]
-            if s.available:
-                if s is avoid:
-                    fallback = s
-                    continue
-                return s
-        return fallback
+        return walk(table, h % n - 1, avoid)[1]
 
 
 class ConsistentRing:

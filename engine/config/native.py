@@ -15,6 +15,7 @@ import tomllib
 from os import PathLike
 from typing import Any, Callable, Iterator, Mapping
 
+from virtserve.engine.config import persistence
 from virtserve.engine.config.model import (
     MODES,
     BackendSpec,
@@ -32,10 +33,11 @@ from virtserve.engine.config.validate import validate
 TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen")
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue")
 FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout")
-BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers")
+BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
+                "cookie", "persistent", "stick", "redispatch")
 LISTEN_KEYS = ("bind", "maxconn", *BACKEND_KEYS)  # its backend is itself: no `backend` key
 DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
-SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup")
+SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "cookie")
 
 # Words other formats use for our keys: an unknown key among them is pointed at ours.
 _OTHER_NAMES = {
@@ -212,6 +214,9 @@ class _Builder:
                 break
             if "scheduler" in source:
                 break
+        for key in ("cookie", "persistent", "stick", "redispatch"):
+            if key in table:
+                kwargs[key] = table.get(key, _CONVERT[key])
         spec = BackendSpec(
             name=name,
             servers=self.servers(table),
@@ -301,6 +306,8 @@ class _Builder:
             )
         kwargs = {key: table.get(key, _CONVERT[key]) for key in ("weight", "maxconn", "backup")
                   if key in table}
+        if "cookie" in table:
+            kwargs["cookie"] = table.get("cookie", _str)
         spec = ServerSpec(
             name=table.get("name", _str) if "name" in table else f"s{index + 1}",
             address=host,
@@ -386,6 +393,8 @@ def _options(value: Any) -> tuple[tuple[str, Any], ...]:
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "mode": _mode, "retries": _int, "forwardfor": _bool, "maxconn": _int, "scheduler": _str,
     "scheduler-options": _options, "weight": _int, "backup": _bool,
+    "cookie": persistence.cookie, "persistent": persistence.persistent, "stick": persistence.stick,
+    "redispatch": _bool,
 }
 
 

@@ -18,7 +18,7 @@ import httptools
 
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
-from virtserve.schedulers.base import PickContext
+from virtserve.schedulers.base import Needs, PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
@@ -49,7 +49,7 @@ class Exchange:
 
     __slots__ = ("head", "pending", "pending_size", "complete", "keep_alive", "head_request",
                  "chunked", "retriable", "upgrade", "early", "conn", "server", "tries",
-                 "response_started")
+                 "response_started", "response_edit")
 
     def __init__(self, head: bytes, keep_alive: bool, head_request: bool, chunked: bool,
                  has_body: bool, upgrade: bool) -> None:
@@ -67,6 +67,7 @@ class Exchange:
         self.server: Server | None = None
         self.tries = 0
         self.response_started = False
+        self.response_edit = None  # persistence: edits the response head (Set-Cookie), or None
 
 
 class HttpProxyProtocol(asyncio.Protocol):
@@ -116,6 +117,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
+        if self.backend.needs & Needs.DEST:
+            self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
         fe = self.fe
         fe.current += 1
         fe.total += 1
@@ -326,7 +329,7 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def _release_server(self, ex: Exchange) -> None:
         if ex.server is not None:
-            self.backend.drop(ex.server)
+            self.backend.drop(ex.server, self.ctx)
             ex.server = None
 
     # --- endings ------------------------------------------------------------------------------

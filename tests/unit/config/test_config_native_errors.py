@@ -72,7 +72,7 @@ def test_unknown_key_lists_the_allowed_ones():
     """)
     assert e.message == (
         "unknown key 'foo' in [backend.app] (allowed: mode, scheduler, scheduler-options, "
-        "retries, forwardfor, timeout, servers)"
+        "retries, forwardfor, timeout, servers, cookie, persistent, stick, redispatch)"
     )
 
 
