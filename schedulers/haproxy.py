@@ -190,6 +190,11 @@ class RandomDraws(WeightedDraws):
         super().__init__(servers, options)
         self._draws = max(1, int(self.options.get("draws", 2)))
 
+    def draw(self) -> int:
+        """A draw in proportion to weight: r uniform in [1, total]."""
+        tree = self._tree
+        return tree.find(self._rand(tree.total) + 1)
+
     def choose(self):
         servers = self.servers
         best = servers[self.draw()]

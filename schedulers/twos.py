@@ -1,7 +1,8 @@
 """twos: IPVS weighted random twos choice (ip_vs_twos.c), and the Fenwick draws it rests on.
 
 As the kernel: two independent draws r1, r2 uniform in [0, total weight] (inclusive: the kernel
-adds 1 to the total), each selecting the first eligible server whose running weight sum reaches
+adds 1 to the total, so r = 0 and r = 1 both select the first server, which draws with weight
+w + 1 out of total + 1), each selecting the first eligible server whose running weight sum reaches
 it; the second replaces the first when weight2 * overhead1 > weight1 * overhead2 (overhead =
 active * 256 + inactive). Eligible: weight > 0 and not full (down counts as deleted).
 
