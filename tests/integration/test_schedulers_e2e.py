@@ -294,3 +294,22 @@ async def test_source_persistence_over_round_robin(raw_server, balancer, setting
     be = lb.engine.backends["vs"]
     be.set_up(be.by_name[held[0].name], False)
     assert (await hold(lb, local_ip="127.0.0.2")).name != held[0].name
+
+
+# --- geo -----------------------------------------------------------------------------------
+
+async def test_geo_sends_each_network_to_its_group(raw_server, balancer, tmp_path):
+    servers = await start_named(raw_server, 3)
+    nets = tmp_path / "nets.txt"
+    nets.write_text("# network group\n127.0.0.3/32 b\n")
+    options = {"networks": ("127.0.0.2/32=a",), "networks-file": str(nets), "group-a": ("s1",),
+               "group-b": ("s2", "s3"), "inner": "rr"}
+    lb = await balancer(topology([s.port for s in servers], mode="tcp", scheduler="geo", options=options))
+    held = [await hold(lb, local_ip="127.0.0.2") for _ in range(3)]
+    assert [h.name for h in held] == ["s1"] * 3
+    held += [await hold(lb, local_ip="127.0.0.3") for _ in range(4)]
+    assert [h.name for h in held[3:]] == ["s2", "s3", "s2", "s3"]  # rr inside group b
+    held += [await hold(lb, local_ip="127.0.0.9") for _ in range(3)]
+    assert {h.name for h in held[7:]} == {"s1", "s2", "s3"}  # unmatched: the default (every server)
+    for h in held:
+        h.close()

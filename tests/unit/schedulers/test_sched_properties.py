@@ -235,3 +235,18 @@ def test_keys():
     assert header(head, b"x-a") == b"one" and header(head, b"HOST") == b"www.example.com:8080"
     assert domain_only(b"www.example.com:8080") == b"example"
     assert rdp_cookie(b"\x03\x00\x00\x20\x1b\xe0\0\0\0\0\0Cookie: mstshash=bob\r\n") == b"bob"
+
+
+def test_geo_longest_prefix_and_errors():
+    be = backend("geo", [1, 1, 1], options={"networks": ("10.0.0.0/8=wide", "10.1.0.0/16=narrow"),
+                                           "group-wide": ("s0",), "group-narrow": ("s1", "s2"),
+                                           "default": "wide", "inner": "wlc"})
+    assert be.pick(PickContext("10.1.2.3", 1)).name in ("s1", "s2")
+    assert be.pick(PickContext("10.2.2.3", 1)).name == "s0"
+    assert be.pick(PickContext("192.0.2.1", 1)).name == "s0"  # default group
+    be.set_up(be.servers[0], False)
+    assert be.pick(PickContext("10.2.2.3", 1)) is None  # the group is empty: no spill-over
+    with pytest.raises(ValueError, match="no servers"):
+        backend("geo", [1], options={"networks": ("10.0.0.0/8=x",)})
+    with pytest.raises(ValueError, match="CIDR=GROUP"):
+        backend("geo", [1], options={"networks": ("10.0.0.0/8",)})
