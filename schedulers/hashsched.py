@@ -7,8 +7,8 @@ the function and modifier as in haproxy.cfg ("consistent djb2 avalanche"); or se
 - source: the client address as HAProxy hashes it (XOR of its 32-bit words; the function is
   not applied, only avalanche).
 - uri: `len`, `depth`, `whole`, `path-only`.
-- url_param: `param` (the name); `check-post` (bytes of a form body to look at when the
-  parameter is not in the query; see README).
+- url_param: `param` (the name). `check-post` is refused: the pick is made on the request
+  head, before any body byte is read.
 - hdr: `header` (the name, e.g. "host"); `use-domain-only`.
 - rdp-cookie: `cookie` (default "mstshash"), L4 only: the relay holds the first client bytes.
 When the key is absent the pick is round robin (HAProxy's fallback), over the same servers.
@@ -126,18 +126,14 @@ class UrlParam(HashScheduler):
         if not param:
             raise ValueError("url_param needs the parameter's name: scheduler-options = { param = \"NAME\" }")
         self._param = str(param).encode()
-        self.check_post = int(self.options.get("check-post", 0) or 0)
+        if self.options.get("check-post"):
+            raise ValueError("check-post is not supported: the pick is made when the request head is complete")
 
     def key(self, ctx: PickContext) -> bytes | None:
         req = ctx.request
         if req is None:
             return None
-        value = keys.url_param(keys.request_target(req.head), self._param)
-        if value is None and self.check_post:
-            body = getattr(req, "lookahead", b"")
-            if body:
-                value = keys.form_param(body[:self.check_post], self._param)
-        return value
+        return keys.url_param(keys.request_target(req.head), self._param)
 
 
 @register
