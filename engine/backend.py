@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import BackendSpec, ServerSpec
-from virtserve.schedulers.base import PickContext, Scheduler, create
+from virtserve.schedulers.base import Needs, PickContext, Scheduler, create
 
 if TYPE_CHECKING:
     from virtserve.checks.base import Result
@@ -108,6 +108,11 @@ class Backend:
         self.fallback_scheduler = create("rr", [self.fallback], {}) if self.fallback is not None else None
         self.healthy = len(self.servers)  # servers the checks call up
         self.listeners: list[Listener] = []
+        # What the data path must put in the PickContext (e.g. the local address, first bytes).
+        self.needs: Needs = self.scheduler.needs | (self.backup_scheduler.needs if self.backup_scheduler else Needs.NOTHING)
+        self.persistence = make_persistence(spec, self.servers)
+        if self.persistence is not None:
+            self.needs |= Needs.ADDRESS
 
     def _scheduler_of(self, s: Server) -> Scheduler:
         if s.backup:
@@ -115,9 +120,18 @@ class Backend:
         return self.fallback_scheduler if s is self.fallback else self.scheduler  # type: ignore[return-value]
 
     def pick(self, ctx: PickContext, avoid: Server | None = None) -> Server | None:
+        persistence = self.persistence
+        if persistence is not None:
+            s = persistence.pick(ctx, avoid)
+            if s is not None:
+                return s
         s = self.scheduler.pick(ctx, avoid)
         if s is None:
             s = self._pick_spare(ctx, avoid)
+        if s is None:
+            self.no_server += 1
+        elif persistence is not None:
+            persistence.picked(ctx, s)
         return s
 
     def _pick_spare(self, ctx: PickContext, avoid: Server | None) -> Server | None:
@@ -133,8 +147,6 @@ class Backend:
                 s = next((b for b in spare if b is not avoid), spare[0] if spare else None)
         if s is None and self.fallback is not None and not self.healthy:
             s = self.fallback
-        if s is None:
-            self.no_server += 1
         return s
 
     def take(self, s: Server) -> None:
@@ -145,9 +157,11 @@ class Backend:
         self.total += 1
         self._scheduler_of(s).take(s)
 
-    def drop(self, s: Server) -> None:
+    def drop(self, s: Server, ctx: PickContext | None = None) -> None:
         s.active -= 1
         self._scheduler_of(s).drop(s)
+        if self.persistence is not None and ctx is not None:
+            self.persistence.dropped(ctx, s)
 
     def set_up(self, s: Server, up: bool, reason: str = "") -> None:
         if s.up == up:
@@ -256,3 +270,17 @@ class Backend:
              "last_change": s.last_change}
             for s in self.servers + ([self.fallback] if self.fallback is not None else [])
         ]
+
+
+def make_persistence(spec: BackendSpec, servers: list[Server]) -> Any:
+    """The persistence layer the backend's config asks for, or None (then picks cost nothing more)."""
+    from virtserve.engine.persist import CookiePersistence, SourcePersistence
+
+    if spec.cookie is not None:
+        return CookiePersistence(spec.cookie, servers, spec.redispatch)
+    if spec.persistent is not None:
+        p = spec.persistent
+        return SourcePersistence(p.timeout, bits4=p.netmask, bits6=p.netmask6, redispatch=spec.redispatch)
+    if spec.stick is not None:
+        return SourcePersistence(spec.stick.expire, size=spec.stick.size, redispatch=spec.redispatch)
+    return None

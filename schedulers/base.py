@@ -19,17 +19,23 @@ class Needs(enum.Flag):
     NOTHING = 0
     ADDRESS = enum.auto()  # client address/port
     HTTP = enum.auto()  # the request (method, path, headers)
+    DEST = enum.auto()  # the local address the client connected to (IPVS dh, lblc, lblcr)
+    PAYLOAD = enum.auto()  # L4: the client's first bytes (rdp-cookie), held before the pick
 
 
 class PickContext:
     """What a connection or request offers a scheduler to decide on."""
 
-    __slots__ = ("client_ip", "client_port", "request")
+    __slots__ = ("client_ip", "client_port", "request", "dest_ip", "payload", "persist")
 
-    def __init__(self, client_ip: str = "", client_port: int = 0, request: Any = None) -> None:
+    def __init__(self, client_ip: str = "", client_port: int = 0, request: Any = None,
+                 dest_ip: str = "", payload: bytes = b"") -> None:
         self.client_ip = client_ip
         self.client_port = client_port
-        self.request = request
+        self.request = request  # L7: the Exchange (its `head` holds method, URI and headers)
+        self.dest_ip = dest_ip  # filled only when the scheduler needs DEST
+        self.payload = payload  # filled only when the scheduler needs PAYLOAD
+        self.persist: Any = None  # the persistence record behind the last pick (persist.py)
 
 
 class Scheduler:
@@ -42,6 +48,9 @@ class Scheduler:
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     needs: ClassVar[Needs] = Needs.NOTHING
+    # False where the algorithm's own rule may refuse while a server is available (ovf's
+    # active <= weight, static-rr's fixed map): the conformance test then does not insist.
+    work_conserving: ClassVar[bool] = True
 
     def __init__(self, servers: Sequence[Server], options: Mapping[str, Any] | None = None) -> None:
         self.servers = list(servers)
@@ -68,15 +77,19 @@ class Scheduler:
         """s's effective weight changed."""
 
     def add(self, s: Server) -> None:
-        """s joined at runtime (appended, as HAProxy's dynamic servers): by default told as a
-        weight change, which every algorithm already handles incrementally."""
+        """s joined at runtime (appended, as HAProxy's dynamic servers). By default the
+        structures are built again over the new list, in place: an operator's action, not a
+        per-pick cost. Algorithms that can do better override it."""
         self.servers.append(s)
-        self.weight(s)
+        self._reinit()
 
     def remove(self, s: Server) -> None:
         """s left at runtime (drained first: nothing in flight on it)."""
         self.servers.remove(s)
-        self.weight(s)
+        self._reinit()
+
+    def _reinit(self) -> None:
+        type(self).__init__(self, self.servers, self.options)
 
 
 _REGISTRY: dict[str, type[Scheduler]] = {}

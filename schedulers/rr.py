@@ -12,6 +12,7 @@ first available server. Departures, and why:
 """
 from __future__ import annotations
 
+from virtserve.schedulers._structures import walk
 from virtserve.schedulers.base import PickContext, Scheduler, register
 
 
@@ -24,17 +25,7 @@ class RoundRobin(Scheduler):
         self._cursor = -1  # index of the last pick; -1 is the kernel's list head
 
     def pick(self, ctx: PickContext, avoid=None):
-        servers = self.servers
-        n = len(servers)
-        fallback = None
-        i = self._cursor
-        for _ in range(n):
-            i = i + 1 if i + 1 < n else 0
-            s = servers[i]
-            if s.available:
-                if s is avoid:
-                    fallback = s
-                    continue
-                self._cursor = i
-                return s
-        return fallback
+        i, s = walk(self.servers, self._cursor, avoid)
+        if i >= 0:
+            self._cursor = i
+        return s

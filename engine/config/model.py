@@ -156,6 +156,49 @@ class ServerSpec:
     send_proxy: str = ""  # "", "v1" (send-proxy) or "v2" (send-proxy-v2)
     check: CheckSpec | None = None  # this server's own check; None: the backend's
     checked: bool = True  # false: never checked, always up (HAProxy: no `check`)
+    cookie: str = ""  # value of the persistence cookie naming this server ("" = its name)
+
+
+COOKIE_MODES = ("insert", "rewrite", "prefix")
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSpec:
+    """HAProxy `cookie NAME insert|rewrite|prefix [indirect] [nocache] [postonly] [preserve]
+    [httponly] [secure] [domain D] [maxidle T] [maxlife T]`."""
+
+    name: str
+    mode: str = "insert"
+    indirect: bool = False
+    nocache: bool = False
+    postonly: bool = False
+    preserve: bool = False
+    httponly: bool = False
+    secure: bool = False
+    domain: str = ""
+    maxidle: float = 0.0  # seconds, 0: none
+    maxlife: float = 0.0
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class PersistentSpec:
+    """IPVS `-p TIMEOUT -M NETMASK`: the client network keeps its server until TIMEOUT after its
+    last connection ends."""
+
+    timeout: float = 300.0
+    netmask: int = 32  # prefix length for IPv4 clients
+    netmask6: int = 128  # prefix length for IPv6 clients
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class StickSpec:
+    """HAProxy `stick-table type ip size N expire T` + `stick on src`."""
+
+    size: int = 100_000
+    expire: float = 1800.0
+    where: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +226,10 @@ class BackendSpec:
         if not server.checked:
             return None
         return server.check or self.check
+    cookie: CookieSpec | None = None  # HAProxy cookie persistence (L7)
+    persistent: PersistentSpec | None = None  # IPVS persistence templates
+    stick: StickSpec | None = None  # stick on the source address
+    redispatch: bool = False  # option redispatch: a retry may leave the persisted server
 
     @property
     def options(self) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import tomllib
 from os import PathLike
 from typing import Any, Callable, Iterator, Mapping
 
+from virtserve.engine.config import persistence
 from virtserve.engine.config.model import (
     MODES,
     BackendSpec,
@@ -37,10 +38,11 @@ TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log"
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue", "handshake")
 FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect")
 BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
-                *native_checks.BACKEND_CHECK_KEYS)
+                *native_checks.BACKEND_CHECK_KEYS,
+                "cookie", "persistent", "stick", "redispatch")
 LISTEN_KEYS = ("bind", "maxconn", "redirect", *BACKEND_KEYS)  # its backend is itself: no `backend` key
 DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
-SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy", "check")
+SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy", "check", "cookie")
 
 # Words other formats use for our keys: an unknown key among them is pointed at ours.
 BIND_KEYS = ("address", "ssl", "accept-proxy")
@@ -227,6 +229,9 @@ class _Builder:
             if "scheduler" in source:
                 break
         kwargs.update(native_checks.backend_kwargs(self, table))
+        for key in ("cookie", "persistent", "stick", "redispatch"):
+            if key in table:
+                kwargs[key] = table.get(key, _CONVERT[key])
         spec = BackendSpec(
             name=name,
             servers=self.servers(table),
@@ -359,6 +364,8 @@ class _Builder:
                              tls_keys.SERVER, f"the ssl settings of {label}")
                 kwargs["ssl"] = tls_keys.server_spec(sub, self.base, self.doc.at(sub.path))
         kwargs.update(native_checks.server_kwargs(self, table, backend))
+        if "cookie" in table:
+            kwargs["cookie"] = table.get("cookie", _str)
         spec = ServerSpec(
             name=table.get("name", _str) if "name" in table else f"s{index + 1}",
             address=host,
@@ -444,6 +451,8 @@ def _options(value: Any) -> tuple[tuple[str, Any], ...]:
 _CONVERT: dict[str, Callable[[Any], Any]] = {
     "mode": _mode, "retries": _int, "forwardfor": _bool, "maxconn": _int, "scheduler": _str,
     "scheduler-options": _options, "weight": _int, "backup": _bool,
+    "cookie": persistence.cookie, "persistent": persistence.persistent, "stick": persistence.stick,
+    "redispatch": _bool,
 }
 
 

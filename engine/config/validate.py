@@ -25,6 +25,7 @@ from virtserve.engine.config.model import (
 )
 from virtserve.engine.tls import CertError, check_bind, check_server
 from virtserve.engine.config.validate_checks import check_backend as _check_health
+from virtserve.schedulers.base import Needs, lookup as scheduler_class
 from virtserve.schedulers.base import names as scheduler_names
 
 # (spec, field) -> "file:line" of that field's setting, or "" when unknown. `field` is a model
@@ -80,12 +81,41 @@ def _check_backend(backend: BackendSpec, at) -> None:
             f"{what}: unknown scheduler {backend.scheduler!r}"
             f"{_did_you_mean(str(backend.scheduler), known)} (known: {', '.join(known)})",
         )
+    _check_scheduler_fits(backend, what, at)
     servers: dict[str, ServerSpec] = {}
     for server in backend.servers:
         _check_name(server, "server", servers, at, scope=f" in {what}")
         _check_server(server, f"server {server.name!r} in {what}", at)
         servers[server.name] = server
     _check_health(backend, at)
+
+
+def _check_scheduler_fits(backend: BackendSpec, what: str, at) -> None:
+    """The algorithm's options, its mode, and the persistence settings, checked before start."""
+    cls = scheduler_class(backend.scheduler)
+    try:
+        cls([], backend.options)
+    except (ValueError, TypeError) as exc:
+        field = "scheduler_options" if backend.scheduler_options else "scheduler"
+        raise ConfigError(at(backend, field), f"{what}: scheduler {backend.scheduler}: {exc}") from None
+    if cls.needs & Needs.HTTP and backend.mode != "http":
+        raise ConfigError(at(backend, "scheduler"), f"{what}: scheduler {backend.scheduler} reads HTTP requests: it needs mode http")
+    if cls.needs & Needs.PAYLOAD and backend.mode != "tcp":
+        raise ConfigError(at(backend, "scheduler"), f"{what}: scheduler {backend.scheduler} reads the first client bytes: it needs mode tcp")
+    kinds = [k for k in ("cookie", "persistent", "stick") if getattr(backend, k) is not None]
+    if len(kinds) > 1:
+        raise ConfigError(at(backend, kinds[1]), f"{what}: choose one of cookie, persistent and stick, not {' and '.join(kinds)}")
+    if backend.cookie is not None and backend.mode != "http":
+        raise ConfigError(at(backend, "cookie"), f"{what}: cookie persistence needs mode http (use persistent or stick in mode tcp)")
+    values: dict[str, str] = {}
+    if backend.cookie is not None:
+        for server in backend.servers:
+            value = server.cookie or server.name
+            if value in values:
+                raise ConfigError(at(server, "cookie"), f"{what}: servers {values[value]!r} and {server.name!r} share cookie value {value!r}")
+            if any(c in value for c in " ;,|~="):
+                raise ConfigError(at(server, "cookie"), f"{what}: server {server.name!r}: cookie value {value!r} may not hold spaces or ; , | ~ =")
+            values[value] = server.name
 
 
 def _check_server(server: ServerSpec, what: str, at) -> None:

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
 from virtserve.engine.upstream.connect import open_server
-from virtserve.schedulers.base import PickContext
+from virtserve.schedulers.base import Needs, PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
     from virtserve.engine.frontend import Frontend
 
 MAX_HELD = 64 * 1024  # client bytes held while connecting, before reading pauses
+INSPECT_DELAY = 5.0  # seconds to wait for the first bytes a scheduler reads (tcp-request inspect-delay)
 
 # Reasons reading from the client is paused; reading resumes when none is left. Two sources
 # must not undo each other: flushing the held bytes used to resume reading while the server
@@ -32,7 +33,8 @@ _HELD, _FULL = 1, 2
 class TcpClientProtocol(asyncio.Protocol):
     __slots__ = ("fe", "state", "transport", "peer", "server", "held", "held_size", "deadline",
                  "eof", "closed", "tries", "ctx", "paused",
-                 "t_accept", "t_connect", "n_in", "n_out", "last_server", "term")
+                 "t_accept", "t_connect", "n_in", "n_out", "last_server", "term",
+                 "inspecting")
 
     def __init__(self, fe: Frontend) -> None:
         self.fe = fe
@@ -52,6 +54,7 @@ class TcpClientProtocol(asyncio.Protocol):
         self.n_in = self.n_out = 0  # bytes from the client, to the client
         self.last_server: Server | None = None
         self.term = "--"  # HAProxy's termination state, set where an ending is decided
+        self.inspecting = False  # waiting for the first bytes before picking (rdp-cookie)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -65,6 +68,19 @@ class TcpClientProtocol(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
+        needs = fe.backend.needs
+        if needs & Needs.DEST:
+            self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
+        if needs & Needs.PAYLOAD:
+            self.inspecting = True
+            self.deadline = self.state.now + min(INSPECT_DELAY, fe.t_client)
+            return
+        self._dispatch(None)
+
+    def _inspected(self) -> None:
+        """The first bytes are here (or will not come): pick with them."""
+        self.inspecting = False
+        self.ctx.payload = b"".join(self.held)
         self._dispatch(None)
 
     def _dispatch(self, avoid: Server | None) -> None:
@@ -146,9 +162,13 @@ class TcpClientProtocol(asyncio.Protocol):
         self.held_size += len(data)
         if self.held_size > MAX_HELD:
             self._pause(_HELD)
+        if self.inspecting:
+            self._inspected()
 
     def eof_received(self) -> bool:
         self.eof = True
+        if self.inspecting:
+            self._inspected()
         peer = self.peer
         if peer is not None:
             if peer.eof:
@@ -167,6 +187,9 @@ class TcpClientProtocol(asyncio.Protocol):
             peer.transport.resume_reading()
 
     def on_deadline(self) -> None:
+        if self.inspecting:  # no first bytes in time: pick without them
+            self._inspected()
+            return
         self.term = "cD" if self.peer is not None else "sC"
         self.close(abort=True)
 
@@ -190,7 +213,7 @@ class TcpClientProtocol(asyncio.Protocol):
 
     def _release_server(self) -> None:
         if self.server is not None:
-            self.fe.backend.drop(self.server)
+            self.fe.backend.drop(self.server, self.ctx)
             self.server = None
 
 

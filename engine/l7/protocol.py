@@ -20,7 +20,7 @@ from virtserve.engine.admin.accounting import connect_failed, connected, http_do
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
 from virtserve.engine.upstream.connect import open_server
-from virtserve.schedulers.base import PickContext
+from virtserve.schedulers.base import Needs, PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
@@ -54,7 +54,7 @@ class Exchange:
                  "response_started",
                  # for the stats and the log: loop times, bytes, status, the server that answered
                  "t_begin", "t_head", "t_resp", "t_conn", "bytes_in", "bytes_out", "status",
-                 "last_server")
+                 "last_server", "response_edit")
 
     def __init__(self, head: bytes, keep_alive: bool, head_request: bool, chunked: bool,
                  has_body: bool, upgrade: bool) -> None:
@@ -77,6 +77,7 @@ class Exchange:
         self.bytes_out = 0
         self.status = 0
         self.last_server: Server | None = None
+        self.response_edit = None  # persistence: edits the response head (Set-Cookie), or None
 
 
 class HttpProxyProtocol(asyncio.Protocol):
@@ -132,6 +133,8 @@ class HttpProxyProtocol(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
+        if self.backend.needs & Needs.DEST:
+            self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
         fe = self.fe
         fe.current += 1
         fe.total += 1
@@ -363,7 +366,7 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def _release_server(self, ex: Exchange) -> None:
         if ex.server is not None:
-            self.backend.drop(ex.server)
+            self.backend.drop(ex.server, self.ctx)
             ex.last_server = ex.server
             ex.server = None
 

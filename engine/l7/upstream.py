@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from virtserve.engine.persist import edit_response
+
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
     from virtserve.engine.frontend import Frontend
@@ -138,6 +140,10 @@ class HttpUpstreamProtocol(asyncio.Protocol):
             held.append(data)
             data = self.first_chunk = b"".join(held)  # the whole head, for connection_lost
             self.held = None
+        ex = self.ex
+        if ex.response_edit is not None and self.final:  # type: ignore[union-attr]
+            data = edit_response(data, ex.response_edit)  # type: ignore[union-attr]
+            ex.response_edit = None  # type: ignore[union-attr]
         self.client.transport.write(data)  # type: ignore[union-attr]
         ex = self.ex
         ex.response_started = True  # type: ignore[union-attr]

@@ -124,8 +124,11 @@ def _value(family, **labels):
 async def test_metrics_parse_and_follow_haproxy_names(backends, balancer):
     web1, web2 = await backends("web1", "web2")
     lb = await balancer(admin_topology([web1.port, web2.port], stats={"uri": "/stats"}))
-    await _traffic(lb, 10)
+    await _traffic(lb, 9)
     async with aiohttp.ClientSession() as s:
+        # One request that takes a measurable time: the loop clock ticks in milliseconds.
+        async with s.get(lb.url + "/slow/0.05") as r:
+            assert r.status == 200
         async with s.get(lb.url + "/status/503") as r:
             assert r.status == 503
         async with s.get(stats_url(lb, "/metrics")) as r:

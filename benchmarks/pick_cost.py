@@ -1,0 +1,93 @@
+"""Pick cost per algorithm: median ns per pick (with the take/drop bookkeeping a proxy does) for
+10, 1,000 and 100,000 servers.
+
+    python -m virtserve.benchmarks.pick_cost [--sizes 10,1000,100000] [--picks 20000] [--only wlc,mh]
+
+Each round picks, takes the server (the hooks run), and drops a connection picked earlier so
+the load keeps moving; the median of `--repeats` runs of `--picks` rounds is reported.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections import deque
+
+from virtserve.engine.backend import Backend
+from virtserve.engine.config.model import BackendSpec, ServerSpec
+from virtserve.schedulers import PickContext, names
+
+OPTIONS = {"url_param": {"param": "id"}, "url-param": None, "hdr": {"header": "host"},
+           "mh": {"table-size": 131071}}
+
+
+class _Request:
+    __slots__ = ("head",)
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+
+
+def contexts(n: int) -> list[PickContext]:
+    out = []
+    for i in range(n):
+        ip = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+        head = b"GET /p/%d?id=%d HTTP/1.1\r\nHost: h%d.example.com\r\n\r\n" % (i, i, i)
+        out.append(PickContext(ip, 1024 + i % 60000, request=_Request(head), dest_ip=ip,
+                               payload=b"Cookie: mstshash=u%d\r\n" % i))
+    return out
+
+
+def measure(name: str, servers: int, picks: int, repeats: int) -> float | None:
+    options = OPTIONS.get(name, {})
+    if options is None:
+        return None  # an alias
+    specs = tuple(ServerSpec(f"s{i}", f"10.{200 + (i >> 16)}.{i >> 8 & 255}.{i & 255}", 80,
+                             weight=1 + i % 4) for i in range(servers))
+    try:
+        be = Backend(BackendSpec("b", scheduler=name, servers=specs,
+                                 scheduler_options=tuple(sorted(options.items()))))
+    except ValueError:
+        return None
+    ctxs = contexts(1024)
+    runs = []
+    for _ in range(repeats):
+        inflight: deque = deque()
+        pick, take, drop = be.pick, be.take, be.drop
+        t0 = time.perf_counter_ns()
+        for i in range(picks):
+            s = pick(ctxs[i & 1023])
+            if s is not None:
+                take(s)
+                inflight.append(s)
+            if len(inflight) > 64:
+                drop(inflight.popleft())
+        runs.append((time.perf_counter_ns() - t0) / picks)
+        while inflight:
+            drop(inflight.popleft())
+    return statistics.median(runs)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="pick_cost", description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="10,1000,100000")
+    ap.add_argument("--picks", type=int, default=20000)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--only", default="")
+    args = ap.parse_args(argv)
+    sizes = [int(x) for x in args.sizes.split(",")]
+    algos = [a for a in names() if not args.only or a in args.only.split(",")]
+    print(f"{'algorithm':<12}" + "".join(f"{n:>14,}" for n in sizes) + "   (median ns per pick)")
+    for name in algos:
+        cells = []
+        for n in sizes:
+            ns = measure(name, n, args.picks, args.repeats)
+            cells.append(f"{ns:>14,.0f}" if ns is not None else f"{'n/a':>14}")
+        if all(c.strip() == "n/a" for c in cells) and OPTIONS.get(name, {}) is None:
+            continue
+        print(f"{name:<12}" + "".join(cells), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
