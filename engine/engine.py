@@ -24,8 +24,11 @@ _PROTOCOLS: dict[str, Callable[[Frontend], asyncio.Protocol]] = {
 
 
 class Engine:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, reuse_port: bool = False) -> None:
         self.config = config
+        # SO_REUSEPORT on every listener: N worker processes bind the same address and the
+        # kernel spreads new connections across them (`virtserve run --workers N`).
+        self.reuse_port = reuse_port
         self.state: EngineState | None = None
         self.backends: dict[str, Backend] = {}
         self.frontends: dict[str, Frontend] = {}
@@ -63,7 +66,8 @@ class Engine:
             try:
                 servers.append(await loop.create_server(
                     fe.protocol, bind.address, bind.port,
-                    reuse_address=True, backlog=1024, family=_family(bind.address)))
+                    reuse_address=True, reuse_port=self.reuse_port or None, backlog=1024,
+                    family=_family(bind.address)))
             except OSError as exc:
                 for server in servers:
                     server.close()
