@@ -103,7 +103,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench(argv: list[str]) -> int:
     from virtserve.benchmarks import main as bench_main
 
-    return bench_main(argv)
+    return bench_main(argv, prog="virtserve bench")
 
 
 def main(argv: list[str] | None = None) -> int:
