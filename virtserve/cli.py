@@ -38,8 +38,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    if args.workers > 1:
-        return _run_workers(args, config)
+    workers = args.workers if args.workers is not None else config.workers
+    if workers > 1:
+        return _run_workers(workers, args.config, config)
     try:
         _run_loop(_serve(args.config))
     except OSError as exc:
@@ -48,24 +49,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_workers(args: argparse.Namespace, config) -> int:  # type: ignore[no-untyped-def]
+def _run_workers(workers: int, path: str, config) -> int:  # type: ignore[no-untyped-def]
     from virtserve.workers import port_zero_binds, run_workers
 
     ephemeral = port_zero_binds(config)
     if ephemeral:
-        print(f"virtserve: --workers {args.workers} needs fixed ports (with port 0 every worker "
+        print(f"virtserve: {workers} workers need fixed ports (with port 0 every worker "
               f"would listen on a port of its own): {'; '.join(ephemeral)}", file=sys.stderr)
         return 1
 
     def serve_one(index: int) -> int:
         try:
-            _run_loop(_serve(args.config, reuse_port=True))
+            _run_loop(_serve(path, reuse_port=True))
         except OSError as exc:
             print(f"virtserve worker {index}: {exc}", file=sys.stderr)
             return 1
         return 0
 
-    return run_workers(args.workers, serve_one)
+    return run_workers(workers, serve_one)
 
 
 def _positive(text: str) -> int:
@@ -115,8 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="serve a config file")
     p.add_argument("config")
-    p.add_argument("--workers", "-w", type=_positive, default=1, metavar="N",
-                   help="serve from N processes sharing the listeners (SO_REUSEPORT); default 1")
+    p.add_argument("--workers", "-w", type=_positive, default=None, metavar="N",
+                   help="serve from N processes sharing the listeners (SO_REUSEPORT); "
+                        "default: the config's `workers`, else 1")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("check", help="validate a config file (like haproxy -c)")
     p.add_argument("config")

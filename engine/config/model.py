@@ -89,6 +89,7 @@ class Config:
     backends: tuple[BackendSpec, ...] = ()
     grace: float = 10.0  # seconds in-flight work may take to finish on stop
     source: str = field(default="", compare=False)
+    workers: int = 1  # processes sharing the listeners (SO_REUSEPORT); `run --workers` overrides
 
     def backend(self, name: str) -> BackendSpec:
         for backend in self.backends:

@@ -21,15 +21,18 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _established_on(pid: int, port: int) -> int:
-    """How many ESTABLISHED sockets with local port ``port`` process ``pid`` holds."""
+ESTABLISHED, LISTEN = "01", "0A"
+
+
+def _sockets_on(pid: int, port: int, state: str = ESTABLISHED) -> int:
+    """How many TCP sockets in ``state`` with local port ``port`` process ``pid`` holds."""
     inodes = set()
     with open("/proc/net/tcp") as f:
         next(f)
         for line in f:
             fields = line.split()
-            local, state, inode = fields[1], fields[3], fields[9]
-            if int(local.split(":")[1], 16) == port and state == "01":
+            local, inode = fields[1], fields[9]
+            if int(local.split(":")[1], 16) == port and fields[3] == state:
                 inodes.add(inode)
     held = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -78,7 +81,8 @@ async def test_two_workers_both_serve_and_stop_together(tmp_path, backends):
         async with asyncio.timeout(20):
             await _wait_listening(port, parent)
             workers = proc.descendants(parent.pid)
-            while len(workers) < 2:  # both forked before either listens, but be sure
+            # Both must listen before the connections: the second may bind a moment later.
+            while len(workers) < 2 or not all(_sockets_on(p, port, LISTEN) for p in workers):
                 await asyncio.sleep(0.05)
                 workers = proc.descendants(parent.pid)
             assert len(workers) == 2, workers
@@ -86,7 +90,7 @@ async def test_two_workers_both_serve_and_stop_together(tmp_path, backends):
             # open, a worker that never accepts would show 0 of them.
             conns = [await _get(port) for _ in range(24)]
             assert all(head.startswith(b"HTTP/1.1 200") for head, _, _ in conns)
-            held = {pid: _established_on(pid, port) for pid in workers}
+            held = {pid: _sockets_on(pid, port) for pid in workers}
             assert sum(held.values()) == 24, held
             assert all(n > 0 for n in held.values()), held
             for _, _, writer in conns:
@@ -118,11 +122,25 @@ async def test_a_worker_that_cannot_bind_stops_the_rest_with_an_error(tmp_path, 
         assert f"cannot bind 127.0.0.1:{port}" in out and "stopping the others" in out
 
 
-async def test_workers_refuse_port_zero(tmp_path):
-    cfg = tmp_path / "lb.toml"
-    cfg.write_text('[listen.web]\nbind = "127.0.0.1:0"\nservers = [ { address = "127.0.0.1:9" } ]\n')
-    parent = await _run(str(cfg), "--workers", "2")
+async def test_workers_from_the_config_refuse_port_zero(tmp_path):
+    cfg = tmp_path / "lb.toml"  # `workers` in the file, no flag: the same rules apply
+    cfg.write_text('workers = 2\n[listen.web]\nbind = "127.0.0.1:0"\n'
+                   'servers = [ { address = "127.0.0.1:9" } ]\n')
+    parent = await _run(str(cfg))
     async with asyncio.timeout(20):
         out = (await parent.stdout.read()).decode()
         assert await parent.wait() == 1
-    assert "needs fixed ports" in out and f"{cfg}:2" in out
+    assert "2 workers need fixed ports" in out and f"{cfg}:3" in out
+
+
+async def test_a_bad_workers_setting_names_its_line(tmp_path):
+    cfg = tmp_path / "lb.toml"
+    cfg.write_text('grace = "1s"\nworkers = 0\n[listen.web]\nbind = "127.0.0.1:0"\n'
+                   'servers = [ { address = "127.0.0.1:9" } ]\n')
+    proc_ = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "virtserve", "check", str(cfg),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    async with asyncio.timeout(20):
+        out = (await proc_.stdout.read()).decode()
+        assert await proc_.wait() == 1
+    assert out.startswith(f"{cfg}:2: ") and "workers must be from 1 to 256" in out
