@@ -12,6 +12,9 @@ Modules:
     runners   virtserve / HAProxy / nginx / direct as context-managed subprocesses
     scenarios Scenario table, the interleaved measurement loop, start-up timing
     report    markdown rendering
+    plots     PNG throughput bars and latency curves (matplotlib, optional)
+    progress  the stderr progress bar
+    certs     a self-signed certificate for the TLS scenarios
     cli       argument parsing; ``main(argv)``
 
 Importing this package is cheap: submodules load on first use.
@@ -24,8 +27,8 @@ from typing import Sequence
 __all__ = ["main"]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, prog: str = "python -m benchmarks") -> int:
     """Entry point for ``virtserve bench`` and ``python -m benchmarks``."""
     from .cli import main as _main
 
-    return _main(argv)
+    return _main(argv, prog=prog)

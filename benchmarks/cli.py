@@ -11,8 +11,16 @@ from typing import Sequence
 
 from .load import LoadError
 from .report import render_markdown
-from .runners import RUNNERS
-from .scenarios import DEFAULT_TARGETS, SCENARIOS, BenchOptions, run_benchmarks
+from .runners import RUNNERS, Unavailable, backend_kind, find_tool
+from .scenarios import (
+    DEFAULT_TARGETS,
+    PICK_COST,
+    QUICK_SCENARIOS,
+    SCENARIOS,
+    BenchOptions,
+    pick_cost_module,
+    run_benchmarks,
+)
 
 __all__ = ["build_parser", "options_from_args", "main"]
 
@@ -27,9 +35,10 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
         description="Benchmark virtserve against HAProxy, nginx and a direct connection "
                     "(requests per proxy CPU-second, interleaved runs, medians).",
     )
-    p.add_argument("--scenario", "-s", action="append", dest="scenarios", metavar="NAME",
-                   help=f"scenario to run (repeatable; default l7-keepalive-small); "
-                        f"known: {', '.join(SCENARIOS)}")
+    p.add_argument("--scenarios", "--scenario", "-s", action="append", dest="scenarios",
+                   type=_csv, metavar="A,B",
+                   help="scenarios to run, comma-separated (repeatable; default: all, with "
+                        f"--quick: {','.join(QUICK_SCENARIOS)}); --list shows them")
     p.add_argument("--targets", "-t", type=_csv, default=list(DEFAULT_TARGETS),
                    help=f"comma-separated targets (default {','.join(DEFAULT_TARGETS)}); "
                         "missing tools are skipped")
@@ -40,9 +49,17 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     p.add_argument("--connections", "-c", type=int, default=None,
                    help="load connections (default: the scenario's, 50)")
     p.add_argument("--quick", action="store_true",
-                   help="3 runs x 1 s, 1 s warm-up, 3 start-up samples")
+                   help=f"a one-minute look: {','.join(QUICK_SCENARIOS)}, 3 runs x 1 s, "
+                        "1 s warm-up, 3 start-up samples")
     p.add_argument("--load-tool", choices=("auto", "wrk", "builtin"), default="auto",
-                   help="load generator (auto: wrk when installed)")
+                   help="load generator (auto: wrk when installed; open-loop runs always use "
+                        "the built-in one)")
+    p.add_argument("--backend", choices=("auto", "nginx", "builtin"), default="auto",
+                   help="what serves behind the proxies (auto: nginx when installed)")
+    p.add_argument("--rate", type=float, default=None, metavar="REQ_PER_S",
+                   help="open loop: every scenario at this fixed request rate (built-in "
+                        "generator; latency counted from when each request was due)")
+    p.add_argument("--no-plots", action="store_true", help="write no PNG plots")
     p.add_argument("--startup-samples", type=int, default=None,
                    help="start-up measurements per proxy (default 5, --quick 3; 0 disables)")
     p.add_argument("--out", default="bench-results", help="directory for JSON and markdown "
@@ -58,8 +75,22 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
 
 def options_from_args(args: argparse.Namespace) -> BenchOptions:
     quick = args.quick
+    chosen = [name for group in (args.scenarios or []) for name in group]
+    if not chosen:
+        chosen = list(QUICK_SCENARIOS) if quick else [*SCENARIOS, PICK_COST]
+    known = [*SCENARIOS, PICK_COST]
+    unknown = [n for n in chosen if n not in known]
+    if unknown:
+        raise ValueError(f"unknown scenario {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(known)} (virtserve bench --list)")
+    unknown = [t for t in args.targets if t not in RUNNERS]
+    if unknown:
+        raise ValueError(f"unknown target {', '.join(map(repr, unknown))}; "
+                         f"known: {', '.join(RUNNERS)}")
+    if args.runs is not None and args.runs < 1:
+        raise ValueError("--runs must be at least 1")
     return BenchOptions(
-        scenarios=tuple(args.scenarios or ("l7-keepalive-small",)),
+        scenarios=tuple(dict.fromkeys(chosen)),
         targets=tuple(args.targets),
         runs=args.runs if args.runs is not None else 3,
         duration=args.duration if args.duration is not None else (1.0 if quick else 5.0),
@@ -70,7 +101,34 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
                          else (3 if quick else 5)),
         out_dir=None if args.no_out else args.out,
         python=args.python,
+        backend=args.backend,
+        rate=args.rate,
+        plots=not args.no_plots,
+        quick=quick,
     )
+
+
+def print_list() -> None:
+    """What --list shows: scenarios, targets and tools, each with whether it can run here."""
+    print("scenarios (* = in --quick):")
+    for s in SCENARIOS.values():
+        print(f"  {'*' if s.quick else ' '} {s.name:<22} {s.description}")
+    pick = "available" if pick_cost_module() else "unavailable: benchmarks/pick_cost.py is not present"
+    print(f"    {PICK_COST:<22} scheduler pick cost ({pick})")
+    print("targets:")
+    for name, cls in RUNNERS.items():
+        why = cls.unavailable_reason()
+        extra = ""
+        if name == "nginx" and not why and cls.stream_module() is None:  # type: ignore[attr-defined]
+            extra = " (HTTP only: no stream module for the L4 scenarios)"
+        print(f"  {name:<10} {'available' + extra if not why else 'unavailable: ' + why}")
+    wrk = find_tool("wrk")
+    print("load generator: " + ("wrk (" + wrk + ")" if wrk else "built-in (wrk is not installed)")
+          + "; open-loop runs: built-in")
+    try:
+        print(f"backends: {backend_kind('auto')}")
+    except Unavailable as e:  # pragma: no cover - auto never raises
+        print(f"backends: {e}")
 
 
 def _sigterm_to_exit(signum, frame):  # let context managers stop the processes we started
@@ -84,11 +142,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m benchmarks
         argv = argv[1:]
     args = parser.parse_args(argv)
     if args.list:
-        for s in SCENARIOS.values():
-            print(f"scenario {s.name}: {s.description}")
-        for name, cls in RUNNERS.items():
-            why = cls.unavailable_reason()
-            print(f"target {name}: {'available' if not why else why}")
+        print_list()
         return 0
     try:
         opts = options_from_args(args)
@@ -98,7 +152,7 @@ def main(argv: Sequence[str] | None = None, *, prog: str = "python -m benchmarks
         signal.signal(signal.SIGTERM, _sigterm_to_exit)
     try:
         report = run_benchmarks(opts)
-    except (ValueError, LoadError) as e:
+    except (ValueError, LoadError, Unavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,5 +1,8 @@
 """Load generators: wrk when installed, else the built-in uvloop generator (loadgen.py).
 
+wrk is closed-loop only: an open-loop run (``LoadSpec.rate``, latency without coordinated
+omission) always uses the built-in generator.
+
 Both run as a subprocess and come back as the same ``LoadResult``: request count, duration,
 requests/s, error counts and latency percentiles in microseconds.
 
@@ -38,6 +41,12 @@ done = function(summary, latency, requests)
     latency.mean, latency.max,
     latency:percentile(50), latency:percentile(75), latency:percentile(90),
     latency:percentile(99), latency:percentile(99.9)))
+  local pts = {0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100}
+  local parts = {}
+  for i, p in ipairs(pts) do
+    parts[i] = string.format('[%g,%.3f]', p, latency:percentile(p))
+  end
+  io.write('VSBENCH-CURVE [' .. table.concat(parts, ',') .. ']\n')
 end
 """
 
@@ -55,6 +64,7 @@ class LoadSpec:
     threads: int = 1
     keepalive: bool = True  # False: a new connection per request ("Connection: close")
     path: str = "/"
+    rate: float | None = None  # requests/s: open loop (built-in generator only)
 
 
 @dataclass(slots=True)
@@ -66,6 +76,8 @@ class LoadResult:
     bytes: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     latency_us: dict[str, float] = field(default_factory=dict)
+    latency_curve_us: list[list[float]] = field(default_factory=list)  # [percentile, us]
+    mode: str = "closed-loop"
 
     @property
     def error_count(self) -> int:
@@ -91,7 +103,7 @@ def run_load(url: str, spec: LoadSpec = LoadSpec(), *, tool: str = "auto",
     """Run one load of ``spec.duration`` seconds against ``url``; blocks until done."""
     tool = resolve_tool(tool)
     target = url.rstrip("/") + spec.path if spec.path != "/" else url
-    if tool == "wrk":
+    if tool == "wrk" and not spec.rate:
         return _run_wrk(target, spec)
     return _run_builtin(target, spec, python)
 
@@ -120,11 +132,16 @@ def _run_wrk(url: str, spec: LoadSpec) -> LoadResult:
             raise LoadError(f"wrk did not finish: {e}") from None
     if r.returncode != 0:
         raise LoadError(f"wrk failed ({r.returncode}): {r.stderr.strip() or r.stdout.strip()}")
+    curve: list[list[float]] = []
+    for line in r.stdout.splitlines():
+        if line.startswith("VSBENCH-CURVE "):
+            curve = json.loads(line[len("VSBENCH-CURVE "):])
     for line in r.stdout.splitlines():
         if line.startswith(_MARK):
             d = json.loads(line[len(_MARK):])
             dur = d["duration_us"] / 1e6
             return LoadResult(
+                latency_curve_us=curve,
                 tool="wrk",
                 requests=int(d["requests"]),
                 duration_s=dur,
@@ -178,6 +195,8 @@ def _run_builtin(url: str, spec: LoadSpec, python: str) -> LoadResult:
             "--duration", str(spec.duration)]
     if not spec.keepalive:
         argv.append("--close")
+    if spec.rate:
+        argv += ["--rate", str(spec.rate)]
     try:
         r = subprocess.run(argv, capture_output=True, text=True, timeout=spec.duration + 60)
     except subprocess.TimeoutExpired as e:
@@ -196,4 +215,6 @@ def _run_builtin(url: str, spec: LoadSpec, python: str) -> LoadResult:
         bytes=int(d.get("bytes", 0)),
         errors={k: int(v) for k, v in d["errors"].items()},
         latency_us={k: float(v) for k, v in d["latency_us"].items()},
+        latency_curve_us=d.get("latency_curve_us", []),
+        mode=d.get("mode", "closed-loop"),
     )

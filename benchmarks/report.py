@@ -1,10 +1,11 @@
-"""Render a benchmark report (the dict from ``run_benchmarks``) as markdown.
-
-Plots for the full matrix come later; they read the same JSON.
+"""Render a benchmark report (the dict from ``run_benchmarks``) as markdown: an overview of
+every scenario against HAProxy, then one table per scenario, worker scaling, the scheduler pick
+cost and start-up times. The PNG plots (plots.py) read the same dict.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 __all__ = ["render_markdown", "fmt_int", "fmt_ratio"]
@@ -30,6 +31,40 @@ def _mib(kib: int | None) -> str:
     return "-" if not kib else f"{kib / 1024:.0f}"
 
 
+def _overview(report: dict[str, Any]) -> list[str]:
+    """One row per scenario: each target's req/CPU-s and virtserve's ratio against HAProxy."""
+    results = report.get("results", [])
+    if not results:
+        return []
+    targets: list[str] = []
+    for res in results:
+        targets += [t for t in res.get("summary", {}) if t not in targets]
+    lines = ["", "## Overview: requests per proxy CPU-second (medians)", "",
+             "| scenario | " + " | ".join(targets) + " | virtserve / haproxy | virtserve p99 ms "
+             "| haproxy p99 ms |",
+             "|---|" + "---:|" * (len(targets) + 3)]
+    for res in results:
+        summ = res.get("summary", {})
+        cells = []
+        for t in targets:
+            s = summ.get(t)
+            if s and s.get("req_per_cpu_s"):
+                cells.append(fmt_int(s["req_per_cpu_s"]))
+            elif t in res.get("skipped", {}):
+                cells.append("n/a")
+            else:
+                cells.append("-")
+        vh = res.get("ratios", {}).get("virtserve/haproxy", {})
+        lines.append(f"| {res['scenario']['name']} | " + " | ".join(cells)
+                     + f" | {fmt_ratio(vh.get('req_per_cpu_s'))}"
+                     + f" | {_ms(summ.get('virtserve', {}).get('latency_p99_us'))}"
+                     + f" | {_ms(summ.get('haproxy', {}).get('latency_p99_us'))} |")
+    lines.append("")
+    lines.append("n/a: the target could not run that scenario (reason under its table); "
+                 "direct: the backend alone, its own CPU.")
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     m = report.get("machine", {})
     opts = report.get("options", {})
@@ -38,25 +73,32 @@ def render_markdown(report: dict[str, Any]) -> str:
     lines.append("")
     lines.append(
         f"{m.get('cores', '?')} cores ({m.get('cpu_model', '?')}), kernel {m.get('kernel', '?')}, "
-        f"Python {m.get('python', '?')}; load: {report.get('load_tool', '?')}, "
-        f"{opts.get('runs')} runs x {opts.get('duration_s')}s per target, interleaved, "
-        f"medians. req/CPU-s = requests per proxy CPU-second (utime+stime from /proc)."
+        f"Python {m.get('python', '?')}; load: {report.get('load_tool', '?')}; backends: "
+        f"{report.get('backend_kind', '?')}; {opts.get('runs')} runs x {opts.get('duration_s')}s "
+        f"per target, interleaved, after a {opts.get('warmup_s')}s warm-up; medians. "
+        f"req/CPU-s = requests per proxy CPU-second (utime+stime from /proc)."
     )
     tools = {k: v for k, v in report.get("tools", {}).items() if v}
     if tools:
         lines.append("")
         lines.append("Tools: " + "; ".join(f"{v}" for v in tools.values()))
+    lines += _overview(report)
+    for p in report.get("plots", {}).get("files", []):
+        lines.append("")
+        lines.append(f"![{p.rsplit('/', 1)[-1]}]({p.rsplit('/', 1)[-1]})")
     for res in report.get("results", []):
         sc = res["scenario"]
         load = res.get("load", {})
         lines.append("")
         lines.append(f"## {sc['name']}")
         lines.append("")
-        lines.append(f"{sc['description']}; {load.get('connections')} connections.")
+        shape = (f"open loop at {load['rate']:g} req/s over {load.get('connections')} connections"
+                 if load.get("rate") else f"{load.get('connections')} connections")
+        lines.append(f"{sc['description']}; {shape}.")
         lines.append("")
-        lines.append("| target | req/s | req/CPU-s | vs haproxy (req/CPU-s) | vs haproxy (req/s) "
-                     "| proxy CPU | p50 ms | p99 ms | peak RSS MiB | runs | errors |")
-        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        lines.append("| target | req/s | MB/s | req/CPU-s | vs haproxy (req/CPU-s) | vs haproxy (req/s) "
+                     "| proxy CPU | p50 ms | p99 ms | p99.9 ms | peak RSS MiB | runs | errors |")
+        lines.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         ratios = res.get("ratios", {})
         for target, s in res.get("summary", {}).items():
             r = ratios.get(f"{target}/haproxy", {})
@@ -64,11 +106,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             label = target + (" (backend CPU)" if target == "direct" else "")
             rss = res.get("targets", {}).get(target, {}).get("peak_rss_kib")
             lines.append(
-                f"| {label} | {fmt_int(s.get('requests_per_s'))} | {fmt_int(s.get('req_per_cpu_s'))} "
+                f"| {label} | {fmt_int(s.get('requests_per_s'))} | {fmt_int(s.get('mb_per_s'))} "
+                f"| {fmt_int(s.get('req_per_cpu_s'))} "
                 f"| {fmt_ratio(r.get('req_per_cpu_s')) if target != 'haproxy' else '1.00x'} "
                 f"| {fmt_ratio(r.get('requests_per_s')) if target != 'haproxy' else '1.00x'} "
                 f"| {'-' if util is None else f'{util * 100:.0f}%'} "
                 f"| {_ms(s.get('latency_p50_us'))} | {_ms(s.get('latency_p99_us'))} "
+                f"| {_ms(s.get('latency_p99_9_us'))} "
                 f"| {_mib(rss)} | {s.get('runs')}"
                 f"{'+' + str(s['failed_runs']) + ' failed' if s.get('failed_runs') else ''} "
                 f"| {s.get('errors')} |"
@@ -83,7 +127,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         for name, why in res.get("skipped", {}).items():
             first = why.strip().splitlines()[0] if why.strip() else why
             lines.append("")
-            lines.append(f"- skipped {name}: {first}")
+            lines.append(f"- {name}: {first}")
+    lines += _scaling(report.get("scaling", {}))
+    lines += _pick_cost(report.get("pick_cost"))
     su = report.get("startup", {})
     if su:
         lines.append("")
@@ -102,8 +148,49 @@ def render_markdown(report: dict[str, Any]) -> str:
                     f"| {name} | {s['median_s'] * 1000:.0f} | {s['min_s'] * 1000:.0f} "
                     f"| {s['max_s'] * 1000:.0f} | {len(s['samples_s'])} |"
                 )
+    lines += ["", "Latency: wrk's own distribution, or the built-in generator's HdrHistogram; "
+              "open-loop runs count from when each request was due (no coordinated omission)."]
     files = report.get("files")
     if files:
         lines.append("")
         lines.append(f"Every run: `{files['json']}`")
     return "\n".join(lines) + "\n"
+
+
+def _scaling(scaling: dict[str, Any]) -> list[str]:
+    if not scaling:
+        return []
+    lines = ["", "## Worker scaling", "",
+             "N workers (virtserve processes, HAProxy threads, nginx workers) against one, "
+             "same run. On a machine whose cores the load generator shares, req/s is capped by "
+             "the machine, not the proxy.", "",
+             "| scenario | target | req/s N/1 | req/CPU-s N/1 |", "|---|---|---:|---:|"]
+    for name, s in scaling.items():
+        for target, r in s["targets"].items():
+            lines.append(f"| {name} (vs {s['base']}) | {target} | {fmt_ratio(r['requests_per_s'])} "
+                         f"| {fmt_ratio(r.get('req_per_cpu_s'))} |")
+    return lines
+
+
+def _pick_cost(pick: dict[str, Any] | None) -> list[str]:
+    if not pick:
+        return []
+    lines = ["", "## Scheduler pick cost", ""]
+    if "unavailable" in pick or "error" in pick:
+        return lines + [f"- {'unavailable: ' + pick['unavailable'] if 'unavailable' in pick else 'failed: ' + pick['error']}"]
+    result = pick.get("result")
+    if isinstance(result, dict) and isinstance(result.get("markdown"), str):
+        return lines + [result["markdown"].rstrip()]
+    rows = result.get("rows") if isinstance(result, dict) else result
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        keys = list(dict.fromkeys(k for r in rows for k in r))
+        lines += ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+        lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in rows]
+        return lines
+    return lines + ["```json", json.dumps(result, indent=2, default=str), "```"]
+
+
+def _cell(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return "" if v is None else str(v)

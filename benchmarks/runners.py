@@ -37,7 +37,9 @@ __all__ = [
     "probe_http",
     "Managed",
     "BackendServer",
+    "NginxBackendServer",
     "BackendSet",
+    "backend_kind",
     "ProxyRunner",
     "VirtserveRunner",
     "HAProxyRunner",
@@ -91,16 +93,27 @@ def find_tool(name: str) -> str | None:
 
 
 _PROBE = b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-_UNVERIFIED = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # the bench's own certificate: no check
-_UNVERIFIED.check_hostname = False
-_UNVERIFIED.verify_mode = ssl.CERT_NONE
+
+
+_INSECURE: ssl.SSLContext | None = None
+
+
+def _insecure_context() -> ssl.SSLContext:
+    """A client context that accepts the benchmark's self-signed certificate."""
+    global _INSECURE
+    if _INSECURE is None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        _INSECURE = ctx
+    return _INSECURE
 
 
 def probe_http(host: str, port: int, timeout: float = 1.0, *, tls: bool = False) -> int | None:
     """One GET /; the status code, or None when nothing answered (refused, reset, timeout)."""
     try:
         with socket.create_connection((host, port), timeout=timeout) as raw:
-            s = _UNVERIFIED.wrap_socket(raw) if tls else raw
+            s = _insecure_context().wrap_socket(raw) if tls else raw
             s.sendall(_PROBE)
             data = b""
             while b"\r\n" not in data:
@@ -195,7 +208,7 @@ class Managed:
     host: str = LOOPBACK
     port: int = 0
     startup_s: float | None = None
-    tls: bool = False  # the client side speaks HTTPS
+    tls: bool = False
 
     def __init__(self) -> None:
         self.popen: subprocess.Popen | None = None
@@ -333,7 +346,7 @@ class BackendServer(Managed):
         self.startup_s = time.perf_counter() - t0
 
     def describe(self) -> dict[str, Any]:
-        return {**super().describe(), "size": self.size}
+        return {**super().describe(), "kind": "builtin", "size": self.size}
 
 
 def _read_line(p: subprocess.Popen, timeout: float) -> str:
@@ -357,12 +370,99 @@ def _read_line(p: subprocess.Popen, timeout: float) -> str:
     return buf.split(b"\n", 1)[0].decode("ascii", "replace")
 
 
+class NginxBackendServer(Managed):
+    """nginx serving one static file of ``size`` bytes on every path: one process, sendfile.
+
+    C on the backend side leaves more of the shared cores to the proxy under test.
+    """
+
+    def __init__(self, *, size: int = 100, name: str = "b1", host: str = LOOPBACK,
+                 start_timeout: float = 15.0, **_: Any) -> None:
+        super().__init__()
+        self.size = size
+        self.name = name
+        self.host = host
+        self.start_timeout = start_timeout
+        self.config_text = ""
+
+    @property
+    def address(self) -> Address:
+        return (self.host, self.port)
+
+    def start(self) -> None:
+        exe = find_tool("nginx")
+        if not exe:
+            raise Unavailable("nginx is not installed")
+        tmp = self._mktemp()
+        (tmp / "www").mkdir()
+        (tmp / "www" / "body").write_bytes((b"x" * (self.size - 1) + b"\n") if self.size else b"")
+        self.port = free_port(self.host)
+        self.config_text = _nginx_head(tmp, workers=1, master=False) + f"""\
+http {{
+    access_log off;
+    sendfile on;
+    etag off;
+    client_body_temp_path {tmp}/client_body;
+    keepalive_requests 1000000;
+    keepalive_timeout 60s;
+    default_type text/plain;
+    server {{
+        listen {self.host}:{self.port} backlog=4096;
+        location / {{
+            root {tmp}/www;
+            try_files /body =404;
+        }}
+    }}
+}}
+"""
+        cfg = tmp / "nginx.conf"
+        cfg.write_text(self.config_text)
+        t0 = time.perf_counter()
+        self._spawn(_nginx_command(exe, cfg, tmp))
+        self.startup_s = self._wait_ready(t0, self.start_timeout)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "kind": "nginx", "size": self.size}
+
+
+def _nginx_head(tmp: Path, *, workers: int, master: bool = True, preamble: str = "") -> str:
+    """The main context of an nginx.conf that keeps every file in ``tmp`` and stays in front."""
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""\
+{preamble}{user}daemon off;
+master_process {'on' if master else 'off'};
+worker_processes {workers};
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{
+    worker_connections 8192;
+}}
+"""
+
+
+def _nginx_command(exe: str, config: Path, tmp: Path) -> list[str]:
+    return [exe, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(config)]
+
+
+def backend_kind(kind: str = "auto") -> str:
+    """'nginx' or 'builtin'; 'auto' picks nginx when it is installed."""
+    if kind == "auto":
+        return "nginx" if find_tool("nginx") else "builtin"
+    if kind == "nginx" and not find_tool("nginx"):
+        raise Unavailable("nginx is not installed: use --backend builtin")
+    if kind not in ("nginx", "builtin"):
+        raise ValueError(f"unknown backend kind {kind!r}; known: auto, nginx, builtin")
+    return kind
+
+
 class BackendSet:
     """N identical backends, started and stopped together."""
 
-    def __init__(self, count: int = 2, *, size: int = 100, python: str = sys.executable) -> None:
-        self.servers = [BackendServer(size=size, name=f"b{i + 1}", python=python)
-                        for i in range(count)]
+    def __init__(self, count: int = 2, *, size: int = 100, python: str = sys.executable,
+                 kind: str = "builtin") -> None:
+        cls = NginxBackendServer if backend_kind(kind) == "nginx" else BackendServer
+        self.kind = backend_kind(kind)
+        self.servers = [cls(size=size, name=f"b{i + 1}", python=python) for i in range(count)]
 
     def __enter__(self) -> "BackendSet":
         try:
@@ -404,10 +504,11 @@ class ProxyRunner(Managed):
 
     def __init__(self, backends: Sequence[Address], *, mode: str = "http",
                  host: str = LOOPBACK, port: int | None = None,
-                 start_timeout: float | None = None, **options: Any) -> None:
+                 start_timeout: float | None = None, tls: bool = False, workers: int = 1,
+                 **options: Any) -> None:
         super().__init__()
         if mode not in self.modes:
-            raise Unavailable(f"{self.kind} runner does not support mode {mode!r}")
+            raise Unavailable(self.mode_unavailable(mode))
         if not backends:
             raise ValueError("at least one backend is needed")
         reason = self.unavailable_reason()
@@ -419,10 +520,11 @@ class ProxyRunner(Managed):
         self.host = host
         self.requested_port = port
         self.start_timeout = start_timeout or self.default_start_timeout
+        self.tls = tls
+        self.workers = workers
+        self.certfile: Path | None = None  # written at start when ``tls``
         self.options = dict(options)
         self.config_text = ""
-        self.crt = options.get("tls") or ""  # a PEM (chain + key): TLS termination on the bind
-        self.tls = bool(self.crt)
         if self.tls and not self.supports_tls:
             raise Unavailable(f"{self.kind} runner does not terminate TLS here")
 
@@ -436,6 +538,10 @@ class ProxyRunner(Managed):
     def version(cls) -> str | None:
         return None
 
+    @classmethod
+    def mode_unavailable(cls, mode: str) -> str:
+        return f"{cls.kind} runner does not support mode {mode!r}"
+
     def render_config(self, tmp: Path) -> str:
         raise NotImplementedError
 
@@ -448,6 +554,10 @@ class ProxyRunner(Managed):
     def start(self) -> None:
         tmp = self._mktemp()
         self.port = self.requested_port or free_port(self.host)
+        if self.tls:
+            from .certs import write_self_signed
+
+            self.certfile = write_self_signed(tmp)
         self.config_text = self.render_config(tmp)
         cfg = tmp / self.config_name
         cfg.write_text(self.config_text)
@@ -462,6 +572,8 @@ class ProxyRunner(Managed):
             **super().describe(),
             "kind": self.kind,
             "mode": self.mode,
+            "tls": self.tls,
+            "workers": self.workers,
             "version": self.version(),
             "backends": [f"{h}:{p}" for h, p in self.backends],
             "options": self.options,
@@ -502,7 +614,7 @@ class VirtserveRunner(ProxyRunner):
         )
         bind = f'"{self.host}:{self.port}"'
         if self.tls:
-            bind = f'{{ address = {bind}, ssl = {{ crt = "{self.crt}" }} }}'
+            bind = f'{{ address = {bind}, ssl = {{ crt = "{self.certfile}" }} }}'
         return (
             "[listen.bench]\n"
             f"bind = {bind}\n"
@@ -512,7 +624,16 @@ class VirtserveRunner(ProxyRunner):
         )
 
     def command(self, config_path: Path, tmp: Path) -> list[str]:
-        return [self.python, "-m", "virtserve", "run", str(config_path)]
+        argv = [self.python, "-m", "virtserve", "run", str(config_path)]
+        return argv + ["--workers", str(self.workers)] if self.workers > 1 else argv
+
+    def start(self) -> None:
+        try:
+            super().start()
+        except StartError as e:
+            if self.tls and self.popen is not None and self.popen.poll() is not None:
+                raise Unavailable(f"virtserve has no TLS listener yet ({e})") from None
+            raise
 
 
 class HAProxyRunner(ProxyRunner):
@@ -535,8 +656,12 @@ class HAProxyRunner(ProxyRunner):
         reuse = self.options.get("http_reuse", "always")
         lines = [
             "global",
-            "    nbthread 1",
-            "    maxconn 4096",
+            f"    nbthread {self.workers}",
+            "    maxconn 8192",
+        ]
+        if self.tls:  # no resumption: wrk would resume sessions, every handshake must be full
+            lines += ["    tune.ssl.cachesize 0", "    ssl-default-bind-options no-tls-tickets"]
+        lines += [
             "",
             "defaults",
             f"    mode {self.mode}",
@@ -549,7 +674,7 @@ class HAProxyRunner(ProxyRunner):
         lines += [
             "",
             "frontend fe",
-            f"    bind {self.host}:{self.port}" + (f" ssl crt {self.crt} alpn http/1.1" if self.tls else ""),
+            f"    bind {self.host}:{self.port}" + (f" ssl crt {self.certfile} alpn http/1.1" if self.tls else ""),
             "    default_backend be",
             "",
             "backend be",
@@ -569,11 +694,37 @@ class NginxRunner(ProxyRunner):
 
     kind = "nginx"
     config_name = "nginx.conf"
-    modes = frozenset({"http"})  # nginx-light has no stream module
+    modes = frozenset({"http", "tcp"})  # tcp: with the stream module (not in nginx-light)
 
     @classmethod
     def unavailable_reason(cls) -> str | None:
         return None if find_tool("nginx") else "nginx is not installed"
+
+    @staticmethod
+    def stream_module() -> str | None:
+        """'' when stream is built in, the .so to load when it is dynamic, None when absent."""
+        exe = find_tool("nginx")
+        if not exe:
+            return None
+        try:
+            r = subprocess.run([exe, "-V"], capture_output=True, text=True, timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        flags = r.stdout + r.stderr
+        if "--with-stream " in flags + " ":
+            return ""
+        if "--with-stream=dynamic" in flags:
+            for d in ("/usr/lib/nginx/modules", "/usr/share/nginx/modules", "/usr/lib64/nginx/modules"):
+                so = os.path.join(d, "ngx_stream_module.so")
+                if os.path.exists(so):
+                    return so
+        return None
+
+    def __init__(self, backends: Sequence[Address], *, mode: str = "http", **kw: Any) -> None:
+        if mode == "tcp" and self.stream_module() is None:
+            raise Unavailable("this nginx has no stream module (nginx-light): install "
+                              "nginx-full or libnginx-mod-stream for L4")
+        super().__init__(backends, mode=mode, **kw)
 
     @classmethod
     def version(cls) -> str | None:
@@ -582,16 +733,15 @@ class NginxRunner(ProxyRunner):
 
     def render_config(self, tmp: Path) -> str:
         servers = "\n".join(f"        server {h}:{p};" for h, p in self.backends)
-        user = "user root;\n" if os.geteuid() == 0 else ""
-        return f"""\
-{user}daemon off;
-master_process on;
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{
-    worker_connections 4096;
-}}
+        if self.mode == "tcp":
+            return self._render_stream(tmp, servers)
+        # No session resumption (cache or tickets): every new connection is a full handshake.
+        tls = (f"""    ssl_certificate {self.certfile};
+    ssl_certificate_key {self.certfile};
+    ssl_session_cache off;
+    ssl_session_tickets off;
+""" if self.tls else "")
+        return _nginx_head(tmp, workers=self.workers) + f"""\
 http {{
     access_log off;
     client_body_temp_path {tmp}/client_body;
@@ -607,8 +757,8 @@ http {{
         keepalive_requests 1000000;
     }}
     server {{
-        listen {self.host}:{self.port} backlog=4096;
-        location / {{
+        listen {self.host}:{self.port} backlog=4096{" ssl" if self.tls else ""};
+{tls}        location / {{
             proxy_pass http://be;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
@@ -617,10 +767,25 @@ http {{
 }}
 """
 
+    def _render_stream(self, tmp: Path, servers: str) -> str:
+        so = self.stream_module()
+        load = f"load_module {so};\n" if so else ""
+        return _nginx_head(tmp, workers=self.workers, preamble=load) + f"""\
+stream {{
+    upstream be {{
+{servers}
+    }}
+    server {{
+        listen {self.host}:{self.port} backlog=4096;
+        proxy_pass be;
+    }}
+}}
+"""
+
     def command(self, config_path: Path, tmp: Path) -> list[str]:
         exe = find_tool("nginx")
         assert exe
-        return [exe, "-p", str(tmp), "-e", str(tmp / "error.log"), "-c", str(config_path)]
+        return _nginx_command(exe, config_path, tmp)
 
 
 class DirectRunner(ProxyRunner):
@@ -631,12 +796,18 @@ class DirectRunner(ProxyRunner):
 
     kind = "direct"
 
+    @classmethod
+    def mode_unavailable(cls, mode: str) -> str:
+        return "direct has no TLS: the backends speak plain HTTP"
+
     def __init__(self, backends: Sequence[Address], *, backend_pids: Sequence[int] = (),
                  **kw: Any) -> None:
         super().__init__(backends, **kw)
         self._backend_pid = backend_pids[0] if backend_pids else None
 
     def start(self) -> None:
+        if self.tls:
+            raise Unavailable(self.mode_unavailable("tls"))
         self.host, self.port = self.backends[0]
         t0 = time.perf_counter()
         if probe_http(self.host, self.port) != 200:

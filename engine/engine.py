@@ -28,8 +28,11 @@ _PROTOCOLS: dict[str, Callable[[Frontend], asyncio.Protocol]] = {
 
 
 class Engine:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, reuse_port: bool = False) -> None:
         self.config = config
+        # SO_REUSEPORT on every listener: N worker processes bind the same address and the
+        # kernel spreads new connections across them (`virtserve run --workers N`).
+        self.reuse_port = reuse_port
         self.state: EngineState | None = None
         self.backends: dict[str, Backend] = {}
         self.frontends: dict[str, Frontend] = {}
@@ -80,7 +83,7 @@ class Engine:
             try:
                 servers.append(await loop.create_server(
                     factory, bind.address, bind.port,
-                    reuse_address=True, backlog=1024, family=_family(bind.address), **tls))
+                    reuse_address=True, reuse_port=self.reuse_port or None, backlog=1024, family=_family(bind.address), **tls))
                 self.listeners.append(listener)
                 listener.start(loop)
             except OSError as exc:

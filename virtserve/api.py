@@ -33,9 +33,9 @@ def to_config(config: ConfigLike) -> Config:
 class Balancer:
     """A running engine, as a test or an embedding program sees it."""
 
-    def __init__(self, config: ConfigLike) -> None:
+    def __init__(self, config: ConfigLike, *, reuse_port: bool = False) -> None:
         self.config = to_config(config)
-        self.engine = Engine(self.config)
+        self.engine = Engine(self.config, reuse_port=reuse_port)
 
     async def start(self) -> Balancer:
         await self.engine.start()

@@ -18,10 +18,10 @@ def _run_loop(coro) -> None:  # type: ignore[no-untyped-def]
     uvloop.run(coro)
 
 
-async def _serve(path: str) -> int:
+async def _serve(path: str, reuse_port: bool = False) -> int:
     from virtserve.api import Balancer
 
-    lb = await Balancer(load(path)).start()
+    lb = await Balancer(load(path), reuse_port=reuse_port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -34,16 +34,46 @@ async def _serve(path: str) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        load(args.config)
+        config = load(args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    workers = args.workers if args.workers is not None else config.workers
+    if workers > 1:
+        return _run_workers(workers, args.config, config)
     try:
         _run_loop(_serve(args.config))
     except OSError as exc:
         print(f"virtserve: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_workers(workers: int, path: str, config) -> int:  # type: ignore[no-untyped-def]
+    from virtserve.workers import port_zero_binds, run_workers
+
+    ephemeral = port_zero_binds(config)
+    if ephemeral:
+        print(f"virtserve: {workers} workers need fixed ports (with port 0 every worker "
+              f"would listen on a port of its own): {'; '.join(ephemeral)}", file=sys.stderr)
+        return 1
+
+    def serve_one(index: int) -> int:
+        try:
+            _run_loop(_serve(path, reuse_port=True))
+        except OSError as exc:
+            print(f"virtserve worker {index}: {exc}", file=sys.stderr)
+            return 1
+        return 0
+
+    return run_workers(workers, serve_one)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -99,7 +129,7 @@ def cmd_cert(args: argparse.Namespace) -> int:
 def cmd_bench(argv: list[str]) -> int:
     from virtserve.benchmarks import main as bench_main
 
-    return bench_main(argv)
+    return bench_main(argv, prog="virtserve bench")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,6 +141,9 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="serve a config file")
     p.add_argument("config")
+    p.add_argument("--workers", "-w", type=_positive, default=None, metavar="N",
+                   help="serve from N processes sharing the listeners (SO_REUSEPORT); "
+                        "default: the config's `workers`, else 1")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("check", help="validate a config file (like haproxy -c)")
     p.add_argument("config")

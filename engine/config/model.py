@@ -291,6 +291,7 @@ class Config:
     source: str = field(default="", compare=False)
     stats: StatsSpec | None = None
     log: LogSpec | None = None
+    workers: int = 1  # processes sharing the listeners (SO_REUSEPORT); `run --workers` overrides
 
     def backend(self, name: str) -> BackendSpec:
         for backend in self.backends:

@@ -43,6 +43,8 @@ def validate(config: Config, *, locate: Locate | None = None) -> None:
 
     if not (isinstance(config.grace, (int, float)) and math.isfinite(config.grace) and config.grace >= 0):
         raise ConfigError(at(config, "grace"), f"grace must be a time of 0 or more, got {config.grace!r}")
+    if not (isinstance(config.workers, int) and 1 <= config.workers <= 256):
+        raise ConfigError(at(config, "workers"), f"workers must be from 1 to 256, got {config.workers!r}")
 
     backends: dict[str, BackendSpec] = {}
     for backend in config.backends:
