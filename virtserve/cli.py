@@ -96,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_demo)
     sub.add_parser("bench", help="benchmark against HAProxy and nginx (virtserve bench --help)")
     args = parser.parse_args(argv)
+    # `check` speaks like `haproxy -c`: plain lines; a server logs with time and subsystem.
+    plain = args.command == "check"
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+                        format="%(message)s" if plain else "%(asctime)s %(name)s %(levelname)s %(message)s")
     return args.fn(args)
