@@ -55,17 +55,27 @@ class Backend:
     Backup servers get a scheduler of their own that is asked only when no active server is
     available (HAProxy `backup`)."""
 
-    def __init__(self, spec: BackendSpec) -> None:
+    def __init__(self, spec: BackendSpec, carry_over: Backend | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.servers = [Server(s, i) for i, s in enumerate(spec.servers)]
         self.by_name = {s.name: s for s in self.servers}
+        if carry_over is not None:  # before the schedulers are built: they read `up`
+            self._carry_over(carry_over)
         options = spec.options
         self.scheduler: Scheduler = create(spec.scheduler, [s for s in self.servers if not s.backup], options)
         backups = [s for s in self.servers if s.backup]
         self.backup_scheduler: Scheduler | None = create(spec.scheduler, backups, options) if backups else None
-        self.total = 0  # work ever assigned
-        self.no_server = 0  # picks that found no server
+        self.total = carry_over.total if carry_over else 0  # work ever assigned
+        self.no_server = carry_over.no_server if carry_over else 0  # picks that found no server
+
+    def _carry_over(self, old: Backend) -> None:
+        """On reload: a server that stays (same name, address and port) keeps its state and
+        counters; its in-flight work is still counted on the old object until it ends."""
+        for s in self.servers:
+            before = old.by_name.get(s.name)
+            if before is not None and (before.address, before.port) == (s.address, s.port):
+                s.up, s.total, s.failures = before.up, before.total, before.failures
 
     def _scheduler_of(self, s: Server) -> Scheduler:
         return self.backup_scheduler if s.backup else self.scheduler  # type: ignore[return-value]

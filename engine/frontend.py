@@ -38,6 +38,8 @@ class Frontend:
         self.current = 0  # client connections being served now
         self.total = 0  # client connections served
         self.waiting: deque[WaitingProtocol] = deque()  # accepted beyond maxconn
+        self.retired = False  # a reload replaced or removed it: connections move on or close
+        self.successor: Frontend | None = None  # what replaced it (same name), if anything
 
     def protocol(self) -> asyncio.Protocol:
         """The listener's protocol factory. Beyond maxconn a connection is accepted but not

@@ -18,18 +18,52 @@ def _run_loop(coro) -> None:  # type: ignore[no-untyped-def]
     uvloop.run(coro)
 
 
-async def _serve(path: str) -> int:
+async def _serve(path: str, watch: bool) -> int:
     from virtserve.api import Balancer
 
+    log = logging.getLogger("virtserve.engine")
     lb = await Balancer(load(path)).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloading = asyncio.Lock()
+
+    async def reload(why: str) -> None:
+        async with reloading:
+            log.info("reloading %s (%s)", path, why)
+            try:
+                await lb.reload(path)
+            except (ConfigError, OSError) as exc:
+                log.error("reload rejected, the running config keeps serving:\n%s", exc)
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: lb.engine.state.spawn(reload("SIGHUP")))
+    if watch:
+        lb.engine.state.spawn(_watch(path, reload))
     await stop.wait()
     logging.getLogger("virtserve.engine").info("stopping: draining for up to %.1fs", lb.config.grace)
     await lb.stop(grace=lb.config.grace)
     return 0
+
+
+async def _watch(path: str, reload) -> None:  # type: ignore[no-untyped-def]
+    """ldirectord's autoreload: reload when the file changes (checked every second)."""
+    import os
+
+    def stamp() -> tuple[float, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_mtime, st.st_size
+
+    last = stamp()
+    while True:
+        await asyncio.sleep(1.0)
+        now = stamp()
+        if now is not None and now != last:
+            last = now
+            await reload("file changed")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -39,7 +73,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(exc, file=sys.stderr)
         return 1
     try:
-        _run_loop(_serve(args.config))
+        _run_loop(_serve(args.config, args.watch))
     except OSError as exc:
         print(f"virtserve: {exc}", file=sys.stderr)
         return 1
@@ -84,8 +118,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="virtserve", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="serve a config file")
+    p = sub.add_parser("run", help="serve a config file (SIGHUP reloads it)")
     p.add_argument("config")
+    p.add_argument("--watch", action="store_true", help="reload when the file changes (autoreload)")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("check", help="validate a config file (like haproxy -c)")
     p.add_argument("config")
