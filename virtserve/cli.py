@@ -93,6 +93,18 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_convert(args: argparse.Namespace) -> int:
+    from virtserve.engine.config.toml_writer import to_toml
+
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.write(f"# virtserve native config converted from {args.config}\n{to_toml(config)}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from virtserve.demo import run_demo
 
@@ -125,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="validate a config file (like haproxy -c)")
     p.add_argument("config")
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("convert", help="print a config (haproxy.cfg, ldirectord.cf, TOML) as native TOML")
+    p.add_argument("config")
+    p.set_defaults(fn=cmd_convert)
     p = sub.add_parser("demo", help="two local backends behind a virtual server on 127.0.0.1:8080")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--mode", choices=("http", "tcp"), default="http")
@@ -132,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("bench", help="benchmark against HAProxy and nginx (virtserve bench --help)")
     args = parser.parse_args(argv)
     # `check` speaks like `haproxy -c`: plain lines; a server logs with time and subsystem.
-    plain = args.command == "check"
+    plain = args.command in ("check", "convert")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(message)s" if plain else "%(asctime)s %(name)s %(levelname)s %(message)s")
     return args.fn(args)
