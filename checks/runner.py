@@ -41,7 +41,8 @@ class ServerCheck:
         self.server = server
         self.spec = spec
         self.probe = PROBES[spec.type]
-        self.health = HealthMachine(spec.rise, spec.fall, state.loop.time)
+        # A server that stays across a reload keeps its verdict: the machine starts from it.
+        self.health = HealthMachine(spec.rise, spec.fall, state.loop.time, up=server.healthy)
 
     async def run(self, delay: float) -> None:
         loop = self.state.loop
@@ -93,6 +94,7 @@ class CheckRunner:
         self.state = state
         self.backends = backends
         self.checks: list[ServerCheck] = []
+        self.tasks: list = []
 
     def start(self) -> None:
         now = self.state.loop.time()
@@ -107,4 +109,9 @@ class CheckRunner:
             for i, (s, spec) in enumerate(probed):
                 check = ServerCheck(self.state, backend, s, spec)
                 self.checks.append(check)
-                self.state.spawn(check.run(spec.interval * i / len(probed)))
+                self.tasks.append(self.state.spawn(check.run(spec.interval * i / len(probed))))
+
+    def stop(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+        self.tasks.clear()

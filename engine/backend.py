@@ -91,28 +91,41 @@ class Backend:
     Backup servers get a scheduler of their own that is asked only when no active server is
     available (HAProxy `backup`)."""
 
-    def __init__(self, spec: BackendSpec) -> None:
+    def __init__(self, spec: BackendSpec, carry_over: Backend | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.servers = [Server(s, i) for i, s in enumerate(spec.servers)]
         self.by_name = {s.name: s for s in self.servers}
+        if carry_over is not None:  # before the schedulers are built: they read `up`
+            self._carry_over(carry_over)
         options = spec.options
         self.scheduler: Scheduler = create(spec.scheduler, [s for s in self.servers if not s.backup], options)
         backups = [s for s in self.servers if s.backup]
         self.backup_scheduler: Scheduler | None = create(spec.scheduler, backups, options) if backups else None
-        self.total = 0  # work ever assigned
-        self.no_server = 0  # picks that found no server
-        self.counters = Counters()
+        self.total = carry_over.total if carry_over else 0  # work ever assigned
+        self.no_server = carry_over.no_server if carry_over else 0  # picks that found no server
+        self.counters = carry_over.counters if carry_over else Counters()
         # ldirectord's fallback: serves only while every real server is down.
         self.fallback = Server(spec.fallback, len(self.servers)) if spec.fallback is not None else None
         self.fallback_scheduler = create("rr", [self.fallback], {}) if self.fallback is not None else None
-        self.healthy = len(self.servers)  # servers the checks call up
+        self.healthy = sum(1 for s in self.servers if s.healthy)  # servers the checks call up
         self.listeners: list[Listener] = []
         # What the data path must put in the PickContext (e.g. the local address, first bytes).
         self.needs: Needs = self.scheduler.needs | (self.backup_scheduler.needs if self.backup_scheduler else Needs.NOTHING)
         self.persistence = make_persistence(spec, self.servers)
         if self.persistence is not None:
             self.needs |= Needs.ADDRESS
+
+    def _carry_over(self, old: Backend) -> None:
+        """On reload: a server that stays (same name, address and port) keeps its state and
+        counters; its in-flight work is still counted on the old object until it ends."""
+        for s in self.servers:
+            before = old.by_name.get(s.name)
+            if before is not None and (before.address, before.port) == (s.address, s.port):
+                s.up, s.total, s.failures = before.up, before.total, before.failures
+                s.healthy, s.last_check, s.last_change = before.healthy, before.last_check, before.last_change
+                s.admin, s.counters, s.drained, s.agent_pct = before.admin, before.counters, before.drained, before.agent_pct
+                s.weight = s.target_weight
 
     def _scheduler_of(self, s: Server) -> Scheduler:
         if s.backup:

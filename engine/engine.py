@@ -1,22 +1,24 @@
-"""The Engine: builds the runtime objects from a frozen Config, binds the listeners, and stops
-gracefully. `async with Engine(config) as e:` serves until the block ends."""
+"""The Engine: builds the runtime objects from a frozen Config, binds the listeners, reloads a
+new Config without loss, and stops gracefully. `async with Engine(config) as e:` serves until
+the block ends."""
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend
-from virtserve.engine.config.model import Config, FrontendSpec
+from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
 from virtserve.engine.frontend import Frontend
 from virtserve.engine.health import Health
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener
-from virtserve.engine.tls import client_context
 from virtserve.engine.state import EngineState
+from virtserve.engine.tls import client_context
 from virtserve.engine.upstream.pool import UpstreamPool
 
 log = logging.getLogger("virtserve.engine")
@@ -25,6 +27,16 @@ _PROTOCOLS: dict[str, Callable[[Frontend], asyncio.Protocol]] = {
     "http": HttpProxyProtocol,
     "tcp": TcpClientProtocol,
 }
+
+
+@dataclass
+class _Bound:
+    """One bind's open socket and the Listener that serves it."""
+
+    frontend: str
+    bind: BindSpec
+    listener: Listener
+    server: asyncio.base_events.Server
 
 
 class Engine:
@@ -38,10 +50,13 @@ class Engine:
         self.frontends: dict[str, Frontend] = {}
         self.pool: UpstreamPool | None = None
         self.health: Health | None = None
-        self._listeners: dict[str, list[asyncio.base_events.Server]] = {}
-        self._stopped: asyncio.Event | None = None
         self.admin: AdminPlane | None = None
-        self.listeners: list[Listener] = []  # one per bind
+        self._bound: list[_Bound] = []
+        self._stopped: asyncio.Event | None = None
+
+    @property
+    def listeners(self) -> list[Listener]:
+        return [b.listener for b in self._bound]
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -52,47 +67,112 @@ class Engine:
         self._stopped = asyncio.Event()
         idle = max((b.timeouts.keep_alive for b in self.config.backends), default=10.0)
         self.pool = UpstreamPool(state, idle_timeout=idle)
-        self.backends = {spec.name: Backend(spec) for spec in self.config.backends}
-        for backend in self.backends.values():
-            for server in backend.servers:
-                if server.spec.ssl is not None:
-                    server.ssl = client_context(server.spec.ssl)
-        self.health = Health(state, self.backends)
-        self.health.start()
         try:
-            for spec in self.config.frontends:
-                fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool, _PROTOCOLS[spec.mode])
-                self.frontends[spec.name] = fe
-                self._listeners[spec.name] = await self._bind(spec, fe)
+            await self._apply(self.config)
             self.admin = AdminPlane(self)
             await self.admin.start()
         except BaseException:
             await self.close()
             raise
-        for name, servers in self._listeners.items():
-            mode = self.frontends[name].spec.mode
-            for host, port in self._addresses(servers):
-                log.info("frontend %s (%s) listening on %s:%d", name, mode, host, port)
 
-    async def _bind(self, spec: FrontendSpec, fe: Frontend) -> list[asyncio.base_events.Server]:
+    async def reload(self, config: Config) -> None:
+        """Serve `config` from now on, losing nothing: binds that stay keep their sockets (and
+        their accept queues), connections already open finish what they started on the old
+        settings (keep-alive ones move to the new settings between requests), servers that stay
+        keep their health, state and counters, new binds open and removed ones close. If a new
+        bind cannot open, nothing changes and the error is raised."""
+        if self.state is None:
+            raise RuntimeError("the engine is not running")
+        await self._apply(config)
+        for listener in self.listeners:  # "on reload": certificates whose files changed
+            if listener.store is not None:
+                listener.store.reload_if_changed()
+        log.info("reloaded: %s", config.summary())
+
+    async def _apply(self, config: Config) -> None:
+        state, pool = self.state, self.pool
+        assert state is not None and pool is not None
+        backends: dict[str, Backend] = {}
+        for spec in config.backends:
+            old = self.backends.get(spec.name)
+            backends[spec.name] = old if old is not None and old.spec == spec else Backend(spec, carry_over=old)
+        frontends: dict[str, Frontend] = {}
+        for spec in config.frontends:
+            old_fe = self.frontends.get(spec.name)
+            backend = backends[spec.default_backend]
+            if old_fe is not None and old_fe.spec == spec and old_fe.backend is backend:
+                frontends[spec.name] = old_fe
+            else:
+                frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode])
+        # Open everything new first, so that a bind that fails changes nothing.
+        spare = list(self._bound)
+        kept: list[_Bound] = []
+        opened: list[_Bound] = []
+        try:
+            for spec in config.frontends:
+                fe = frontends[spec.name]
+                for bind in spec.binds:
+                    old = next((b for b in spare if b.frontend == spec.name and _same_socket(b, bind)), None)
+                    if old is not None:
+                        spare.remove(old)
+                        kept.append(old)
+                    else:
+                        bound = await self._open(fe, bind)
+                        opened.append(bound)
+                        kept.append(bound)
+        except BaseException:
+            for bound in opened:
+                bound.listener.stop()
+                bound.server.close()
+            raise
+        # Commit: from here on nothing fails.
+        for backend in backends.values():
+            if backend not in self.backends.values():
+                for server in backend.servers:
+                    if server.spec.ssl is not None:
+                        server.ssl = client_context(server.spec.ssl)
+        for name, old_fe in self.frontends.items():
+            if frontends.get(name) is not old_fe:
+                old_fe.retired, old_fe.successor = True, frontends.get(name)
+        self.config = config
+        changed = backends != self.backends
+        self.backends, self.frontends, self._bound = backends, frontends, kept
+        for bound in kept:
+            bound.listener.retarget(frontends[bound.frontend])
+        for bound in spare:
+            bound.listener.stop()
+            bound.server.close()
+        if changed or self.health is None:
+            if self.health is not None:
+                self.health.stop()
+            self.health = Health(state, backends)
+            self.health.start()
+        for conn in list(state.conns):
+            # Idle keep-alive connections move to the new settings now, the busy ones after
+            # their response; those whose frontend is gone close.
+            migrate = getattr(conn, "migrate", None)  # HTTP client connections
+            if migrate is not None and conn.fe.retired and conn.idle() and not migrate():
+                conn.transport.close()
+        for bound in opened:
+            for host, port in self._addresses([bound.server]):
+                log.info("frontend %s (%s) listening on %s:%d", bound.frontend,
+                         frontends[bound.frontend].spec.mode, host, port)
+
+    async def _open(self, fe: Frontend, bind: BindSpec) -> _Bound:
         loop = asyncio.get_running_loop()
-        servers = []
-        for bind in spec.binds:
-            listener = Listener(fe, bind)
-            factory, tls = listener.server_args()
-            try:
-                servers.append(await loop.create_server(
-                    factory, bind.address, bind.port,
-                    reuse_address=True, reuse_port=self.reuse_port or None, backlog=1024, family=_family(bind.address), **tls))
-                self.listeners.append(listener)
-                listener.start(loop)
-            except OSError as exc:
-                for server in servers:
-                    server.close()
-                where = f"{bind.where}: " if bind.where else ""
-                raise OSError(exc.errno, f"{where}frontend {spec.name}: cannot bind "
-                                         f"{bind.address}:{bind.port}: {exc.strerror}") from exc
-        return servers
+        listener = Listener(fe, bind)
+        factory, tls = listener.server_args()
+        try:
+            server = await loop.create_server(
+                factory, bind.address, bind.port, reuse_address=True,
+                reuse_port=self.reuse_port or None, backlog=1024, family=_family(bind.address), **tls)
+        except OSError as exc:
+            listener.stop()
+            where = f"{bind.where}: " if bind.where else ""
+            raise OSError(exc.errno, f"{where}frontend {fe.name}: cannot bind "
+                                     f"{bind.address}:{bind.port}: {exc.strerror}") from exc
+        listener.start(loop)
+        return _Bound(fe.name, bind, listener, server)
 
     async def drain(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight work finish within `grace` seconds, then close the rest."""
@@ -101,9 +181,8 @@ class Engine:
             return
         grace = self.config.grace if grace is None else grace
         state.draining = True
-        for servers in self._listeners.values():
-            for server in servers:
-                server.close()
+        for bound in self._bound:
+            bound.server.close()
         for conn in list(state.conns):
             idle = getattr(conn, "idle", None)
             if idle is not None and idle():
@@ -120,20 +199,21 @@ class Engine:
     async def close(self) -> None:
         if self.state is None:
             return
-        for listener in self.listeners:
-            listener.stop()
-        self.listeners.clear()
+        for bound in self._bound:
+            bound.listener.stop()
         if not self.state.draining:
             await self.drain(grace=0)
         if self.admin is not None:
             await self.admin.close()
             self.admin = None
-        for servers in self._listeners.values():
-            for server in servers:
-                server.close()
-                await server.wait_closed()
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
+        for bound in self._bound:
+            bound.server.close()
+            await bound.server.wait_closed()
+        self._bound.clear()
         self.state.stop()
-        self._listeners.clear()
         self.state = None
         if self._stopped is not None:
             self._stopped.set()
@@ -156,11 +236,25 @@ class Engine:
     @property
     def addresses(self) -> dict[str, list[tuple[str, int]]]:
         """Bound (host, port) per frontend: with port 0 in the config, the port the OS chose."""
-        return {name: self._addresses(servers) for name, servers in self._listeners.items()}
+        out: dict[str, list[tuple[str, int]]] = {}
+        for bound in self._bound:
+            out.setdefault(bound.frontend, []).extend(self._addresses([bound.server]))
+        return out
 
     @staticmethod
     def _addresses(servers: list[asyncio.base_events.Server]) -> list[tuple[str, int]]:
         return [sock.getsockname()[:2] for server in servers for sock in server.sockets]
+
+
+def _same_socket(bound: _Bound, bind: BindSpec) -> bool:
+    """Whether an open socket serves `bind`: the same spec, or the port the OS gave a port-0
+    bind now named explicitly (with the same TLS and PROXY settings)."""
+    old = bound.bind
+    if old == bind:
+        return True
+    if bind.port == 0 or (old.ssl, old.accept_proxy) != (bind.ssl, bind.accept_proxy):
+        return False
+    return any(sock.getsockname()[:2] == (bind.address, bind.port) for sock in bound.server.sockets)
 
 
 def _family(address: str) -> int:

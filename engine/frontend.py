@@ -47,6 +47,8 @@ class Frontend:
         self.waiting: deque[WaitingProtocol] = deque()  # accepted beyond maxconn
         self.counters = Counters()
         self.log: Any = None  # an AccessLog when logging is on: the data path tests `is not None`
+        self.retired = False  # a reload replaced or removed it: connections move on or close
+        self.successor: Frontend | None = None  # what replaced it (same name), if anything
 
     def protocol(self) -> asyncio.Protocol:
         """The listener's protocol factory. Beyond maxconn a connection is accepted but not

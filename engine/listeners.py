@@ -66,27 +66,34 @@ class Listener:
     """One bind's runtime: its TLS certificates and how its connections start."""
 
     def __init__(self, fe: Frontend, bind: BindSpec) -> None:
-        self.fe = fe
         self.bind = bind
+        self.store = CertStore(bind.ssl) if bind.ssl is not None else None
+        self.accept_proxy = bind.accept_proxy
+        self.retarget(fe)
+
+    def retarget(self, fe: Frontend) -> None:
+        """Serve new connections with `fe` (a reload kept this bind's socket, and its
+        certificates, for the frontend's new settings)."""
+        self.fe = fe
         self.http = http = fe.spec.mode == "http"
         # Plain binds of a frontend that redirects to https answer with the redirect.
-        redirect = fe.spec.redirect is not None and bind.ssl is None
+        redirect = fe.spec.redirect is not None and self.bind.ssl is None
         self.factory: Callable[[Frontend], Any]  # the protocol class that serves a connection
         if redirect:
             self.factory = RedirectProtocol
-        elif bind.ssl is not None:
+        elif self.bind.ssl is not None:
             self.factory = TlsHttpProxyProtocol if http else TlsTcpClientProtocol
         else:
             self.factory = HttpProxyProtocol if http else TcpClientProtocol
         self.plain_factory: Callable[[], asyncio.BaseProtocol] = (
             (lambda: RedirectProtocol(fe)) if redirect else fe.protocol)
-        self.store = CertStore(bind.ssl) if bind.ssl is not None else None
-        self.accept_proxy = bind.accept_proxy
 
     def server_args(self) -> tuple[Callable[[], asyncio.BaseProtocol], dict[str, Any]]:
         """The protocol factory and the extra loop.create_server arguments of this bind."""
         if self.store is None and not self.accept_proxy:
-            return self.plain_factory, {}  # nothing in between: the frontend's own factory
+            # Nothing in between: the frontend's own factory, looked up at each accept so that
+            # a reload can hand the socket to the new frontend.
+            return lambda: self.plain_factory(), {}
         factory = lambda: ListenerProtocol(self)  # noqa: E731
         if self.accept_proxy:
             return factory, {}  # TLS, if any, starts after the PROXY header

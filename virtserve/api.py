@@ -45,6 +45,13 @@ class Balancer:
         await self.engine.drain(grace)
         await self.engine.close()
 
+    async def reload(self, config: ConfigLike) -> None:
+        """Serve a new config without dropping anything. A config that does not parse, validate
+        or bind raises, and the old one keeps serving."""
+        new = to_config(config)
+        await self.engine.reload(new)
+        self.config = new
+
     async def __aenter__(self) -> Balancer:
         return await self.start()
 
@@ -161,6 +168,9 @@ class BlockingBalancer:
 
     def servers(self, backend: str | None = None) -> list[dict[str, Any]]:
         return self.call(self._lb.servers, backend)  # type: ignore[union-attr]
+
+    def reload(self, config: ConfigLike) -> None:
+        self.call(self._lb.reload, config)  # type: ignore[union-attr]
 
 
 def serve_blocking(config: ConfigLike) -> BlockingBalancer:

@@ -18,18 +18,52 @@ def _run_loop(coro) -> None:  # type: ignore[no-untyped-def]
     uvloop.run(coro)
 
 
-async def _serve(path: str, reuse_port: bool = False) -> int:
+async def _serve(path: str, watch: bool = False, reuse_port: bool = False) -> int:
     from virtserve.api import Balancer
 
+    log = logging.getLogger("virtserve.engine")
     lb = await Balancer(load(path), reuse_port=reuse_port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    reloading = asyncio.Lock()
+
+    async def reload(why: str) -> None:
+        async with reloading:
+            log.info("reloading %s (%s)", path, why)
+            try:
+                await lb.reload(path)
+            except (ConfigError, OSError) as exc:
+                log.error("reload rejected, the running config keeps serving:\n%s", exc)
+
+    loop.add_signal_handler(signal.SIGHUP, lambda: lb.engine.state.spawn(reload("SIGHUP")))
+    if watch:
+        lb.engine.state.spawn(_watch(path, reload))
     await stop.wait()
     logging.getLogger("virtserve.engine").info("stopping: draining for up to %.1fs", lb.config.grace)
     await lb.stop(grace=lb.config.grace)
     return 0
+
+
+async def _watch(path: str, reload) -> None:  # type: ignore[no-untyped-def]
+    """ldirectord's autoreload: reload when the file changes (checked every second)."""
+    import os
+
+    def stamp() -> tuple[float, int] | None:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return None
+        return st.st_mtime, st.st_size
+
+    last = stamp()
+    while True:
+        await asyncio.sleep(1.0)
+        now = stamp()
+        if now is not None and now != last:
+            last = now
+            await reload("file changed")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -42,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers > 1:
         return _run_workers(workers, args.config, config)
     try:
-        _run_loop(_serve(args.config))
+        _run_loop(_serve(args.config, args.watch))
     except OSError as exc:
         print(f"virtserve: {exc}", file=sys.stderr)
         return 1
@@ -86,6 +120,18 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"{args.config}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"Configuration file is valid: {args.config}: {config.summary()}")
+    return 0
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from virtserve.engine.config.toml_writer import to_toml
+
+    try:
+        config = load(args.config)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.write(f"# virtserve native config converted from {args.config}\n{to_toml(config)}")
     return 0
 
 
@@ -139,15 +185,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="virtserve", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run", help="serve a config file")
+    p = sub.add_parser("run", help="serve a config file (SIGHUP reloads it)")
     p.add_argument("config")
     p.add_argument("--workers", "-w", type=_positive, default=None, metavar="N",
                    help="serve from N processes sharing the listeners (SO_REUSEPORT); "
                         "default: the config's `workers`, else 1")
+    p.add_argument("--watch", action="store_true", help="reload when the file changes (autoreload)")
     p.set_defaults(fn=cmd_run)
     p = sub.add_parser("check", help="validate a config file (like haproxy -c)")
     p.add_argument("config")
     p.set_defaults(fn=cmd_check)
+    p = sub.add_parser("convert", help="print a config (haproxy.cfg, ldirectord.cf, TOML) as native TOML")
+    p.add_argument("config")
+    p.set_defaults(fn=cmd_convert)
     p = sub.add_parser("demo", help="two local backends behind a virtual server on 127.0.0.1:8080")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--mode", choices=("http", "tcp"), default="http")
@@ -169,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=cmd_cert)
     sub.add_parser("bench", help="benchmark against HAProxy and nginx (virtserve bench --help)")
     args = parser.parse_args(argv)
+    # `check` speaks like `haproxy -c`: plain lines; a server logs with time and subsystem.
+    plain = args.command in ("check", "convert")
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+                        format="%(message)s" if plain else "%(asctime)s %(name)s %(levelname)s %(message)s")
     return args.fn(args)

@@ -13,17 +13,19 @@ from virtserve.engine.config.model import (
     BindSpec,
     Config,
     ConfigError,
+    ConfigErrors,
     FrontendSpec,
     Mode,
     ServerSpec,
     Timeouts,
 )
+from virtserve.engine.config.haproxy import load as load_haproxy
 from virtserve.engine.config.native import load as load_native
 from virtserve.engine.config.native import parse as parse_native
 from virtserve.engine.config.native import parse_dict
 from virtserve.engine.config.validate import validate
 
-_LOADERS = {".toml": load_native}
+_LOADERS = {".toml": load_native, ".cfg": load_haproxy}
 
 
 def load(path: str | PathLike[str]) -> Config:
@@ -38,6 +40,6 @@ def load(path: str | PathLike[str]) -> Config:
 
 
 __all__ = [
-    "MODES", "BackendSpec", "BindSpec", "Config", "ConfigError", "FrontendSpec", "Mode",
-    "ServerSpec", "Timeouts", "load", "load_native", "parse_dict", "parse_native", "validate",
+    "MODES", "BackendSpec", "BindSpec", "Config", "ConfigError", "ConfigErrors", "FrontendSpec", "Mode",
+    "ServerSpec", "Timeouts", "load", "load_haproxy", "load_native", "parse_dict", "parse_native", "validate",
 ]

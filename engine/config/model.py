@@ -22,6 +22,18 @@ class ConfigError(ValueError):
         self.message = message
 
 
+class ConfigErrors(ConfigError):
+    """Every problem found in one file, each a ConfigError; printed one per line."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        first = errors[0]
+        super().__init__(first.where, first.message)
+        self.errors = list(errors)
+
+    def __str__(self) -> str:
+        return "\n".join(ValueError.__str__(e) for e in self.errors)
+
+
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     """HAProxy's timeouts, in seconds. Frontends use client/http_request/keep_alive,

@@ -385,6 +385,9 @@ class HttpProxyProtocol(asyncio.Protocol):
         if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining:
             self._close()
             return
+        if self.fe.retired and not self.migrate():
+            self._close()
+            return
         if self.queue:
             self._start_next()
         elif self.fatal:
@@ -460,6 +463,19 @@ class HttpProxyProtocol(asyncio.Protocol):
             # of its response is given `timeout client`, then cut (see on_deadline).
             self.deadline = self.state.now + self.fe.t_client if self.blocked else 0.0
             self.transport.close()
+
+    def migrate(self) -> bool:
+        """After a reload, between two requests: serve the next ones with the frontend that
+        replaced ours (nothing in flight refers to the old one). False when it is gone."""
+        fe = self.fe.successor
+        while fe is not None and fe.retired:
+            fe = fe.successor
+        if fe is None or fe.spec.mode != "http":
+            return False
+        self.fe.current -= 1
+        fe.current += 1
+        self.fe, self.backend = fe, fe.backend
+        return True
 
     def idle(self) -> bool:
         """Between requests: safe to close when the engine drains."""

@@ -293,11 +293,11 @@ def test_load_errors_carry_the_file_name(tmp_path):
     assert str(info.value).startswith(f"{path}:3: ")
 
 
-def test_load_rejects_other_formats_for_now(tmp_path):
+def test_load_rejects_unknown_formats(tmp_path):
     with pytest.raises(ConfigError) as info:
-        config_pkg.load(tmp_path / "haproxy.cfg")
-    assert info.value.where == str(tmp_path / "haproxy.cfg")
-    assert "is not supported yet" in info.value.message and "haproxy.cfg" in info.value.message
+        config_pkg.load(tmp_path / "lb.xml")
+    assert info.value.where == str(tmp_path / "lb.xml")
+    assert "is not supported" in info.value.message and "lb.xml" in info.value.message
 
 
 def test_load_missing_or_binary_file(tmp_path):
