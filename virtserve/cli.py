@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers > 1:
         return _run_workers(workers, args.config, config)
     try:
-        _run_loop(_serve(args.config, args.watch))
+        _run_loop(_serve(args.config, args.watch or config.autoreload))
     except OSError as exc:
         print(f"virtserve: {exc}", file=sys.stderr)
         return 1

@@ -20,17 +20,18 @@ from virtserve.engine.config.model import (
     Timeouts,
 )
 from virtserve.engine.config.haproxy import load as load_haproxy
+from virtserve.engine.config.ldirectord import load as load_ldirectord
 from virtserve.engine.config.native import load as load_native
 from virtserve.engine.config.native import parse as parse_native
 from virtserve.engine.config.native import parse_dict
 from virtserve.engine.config.validate import validate
 
-_LOADERS = {".toml": load_native, ".cfg": load_haproxy}
+_LOADERS = {".toml": load_native, ".cfg": load_haproxy, ".cf": load_ldirectord}
 
 
 def load(path: str | PathLike[str]) -> Config:
     """Read and check a config file; ConfigError (with "file:line") when it cannot be served."""
-    loader = _LOADERS.get(pathlib.Path(path).suffix.lower())
+    loader = _LOADERS.get(pathlib.Path(path).suffix.lower()) or _sniff(path)
     if loader is None:
         raise ConfigError(
             str(path),
@@ -39,7 +40,30 @@ def load(path: str | PathLike[str]) -> Config:
     return loader(path)
 
 
+def _sniff(path: str | PathLike[str]):  # type: ignore[no-untyped-def]
+    """The format of a file without a known suffix, from its first directive."""
+    try:
+        text = pathlib.Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    for line in text.splitlines():
+        word = line.split("#", 1)[0].strip()
+        if not word:
+            continue
+        if word.startswith("["):
+            return load_native
+        if word.split()[0] in ("global", "defaults", "frontend", "backend", "listen"):
+            return load_haproxy
+        if "=" in word and word.split("=", 1)[0].strip().isalpha():
+            key = word.split("=", 1)[0].strip()
+            return load_ldirectord if key in ("virtual", "checktimeout", "checkinterval", "autoreload",
+                                              "logfile", "quiescent", "negotiatetimeout", "fork",
+                                              "emailalert", "failurecount", "callback", "supervised") else load_native
+        return None
+    return None
+
+
 __all__ = [
     "MODES", "BackendSpec", "BindSpec", "Config", "ConfigError", "ConfigErrors", "FrontendSpec", "Mode",
-    "ServerSpec", "Timeouts", "load", "load_haproxy", "load_native", "parse_dict", "parse_native", "validate",
+    "ServerSpec", "Timeouts", "load", "load_haproxy", "load_ldirectord", "load_native", "parse_dict", "parse_native", "validate",
 ]

@@ -304,6 +304,7 @@ class Config:
     stats: StatsSpec | None = None
     log: LogSpec | None = None
     workers: int = 1  # processes sharing the listeners (SO_REUSEPORT); `run --workers` overrides
+    autoreload: bool = False  # reload when the file changes (ldirectord autoreload; `run --watch`)
 
     def backend(self, name: str) -> BackendSpec:
         for backend in self.backends:

@@ -34,7 +34,7 @@ from virtserve.engine.config.toml_lines import TomlLines
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
 
-TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log", "workers")
+TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log", "workers", "autoreload")
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue", "handshake")
 FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect")
 BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
@@ -160,6 +160,8 @@ class _Builder:
         kwargs.update(admin_sections(self, top))
         if "workers" in top:
             kwargs["workers"] = top.get("workers", _int)
+        if "autoreload" in top:
+            kwargs["autoreload"] = top.get("autoreload", _bool)
         raw_defaults = top.raw["defaults"][1] if "defaults" in top else {}
         self.defaults = _Table(self.doc, ("defaults",), raw_defaults, DEFAULTS_KEYS, "[defaults]")
         for key in self.defaults.raw:  # check them even where no section inherits them
