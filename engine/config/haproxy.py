@@ -23,8 +23,10 @@ from virtserve.engine.config.model import (
     ConfigErrors,
     FrontendSpec,
     ServerSpec,
+    StatsSpec,
     Timeouts,
 )
+from virtserve.engine.config import haproxy_features as features
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
 
@@ -37,7 +39,7 @@ _TIMEOUTS = {
     "contimeout": "connect", "clitimeout": "client", "srvtimeout": "server",
 }
 # Timeouts HAProxy has that the model does not use yet: accepted, said once.
-_TIMEOUTS_NOTED = ("tunnel", "client-fin", "server-fin", "tarpit", "check")
+_TIMEOUTS_NOTED = ("tunnel", "client-fin", "server-fin", "tarpit")
 
 # balance algorithm → (scheduler, option names its arguments fill)
 _BALANCE_ARGS = {"uri": ("len", "depth"), "random": ("draws",), "url_param": ("name",)}
@@ -70,7 +72,7 @@ class _Proxy:
         self.settings: dict[str, Any] = {k: (dict(v) if isinstance(v, dict) else v) for k, v in base.items()}
         self.settings.setdefault("timeouts", {})
         self.binds: list[BindSpec] = []
-        self.servers: list[ServerSpec] = []
+        self.servers: list[tuple[dict[str, Any], ServerSpec]] = []  # (check overrides, server)
         self.lines: dict[str, str] = {}  # model field -> where it was set
 
     def set(self, key: str, value: Any, where: str) -> None:
@@ -87,11 +89,16 @@ class _Proxy:
 
     def backend(self) -> BackendSpec:
         s = self.settings
+        servers = features.finish_servers(self, self.servers)
+        checked = any(server.checked for _, server in self.servers)
         return BackendSpec(
             name=self.name, mode=s.get("mode", "tcp"), scheduler=s.get("scheduler", "roundrobin"),
             scheduler_options=tuple(sorted(s.get("scheduler_options", {}).items())),
-            servers=tuple(self.servers), timeouts=self._timeouts(), retries=s.get("retries", 3),
-            forwardfor=s.get("forwardfor", False), where=self.where)
+            servers=servers, timeouts=self._timeouts(), retries=s.get("retries", 3),
+            forwardfor=s.get("forwardfor", False), where=self.where,
+            check=features.backend_check(self) if checked else None,
+            slowstart=s.get("slowstart", 0.0), allbackups=s.get("allbackups", False),
+            cookie=s.get("cookie"), stick=s.get("stick"), redispatch=s.get("redispatch", False))
 
     def _timeouts(self) -> Timeouts:
         return dataclasses.replace(Timeouts(), **self.settings["timeouts"])
@@ -108,6 +115,7 @@ class _Parser:
         self.proxies: list[_Proxy] = []
         self.defaults: _Proxy | None = None
         self.grace: float | None = None
+        self.stats_socket: tuple[str, str, str] | None = None  # path, level, where
         self._noted: set[str] = set()
 
     def note(self, where: str, message: str) -> None:
@@ -163,6 +171,10 @@ class _Parser:
 
     def _global(self, words: list[str], where: str) -> None:
         keyword = words[0]
+        if keyword == "stats" and words[1:2] == ["socket"] and len(words) >= 3:
+            opts = dict(zip(words[3::2], words[4::2]))
+            self.stats_socket = (words[2], opts.get("level", "admin"), where)
+            return
         if keyword == "hard-stop-after" and len(words) > 1:
             self.grace = _time(words[1], where, "hard-stop-after")
         if keyword in _GLOBAL_NOTED or keyword.startswith("tune."):
@@ -190,14 +202,22 @@ class _Parser:
         address, params = args[0], args[1:]
         for part in address.split(","):  # `bind :80,:81` binds both
             host, port = _host_port(part, where, "bind")
-            proxy.binds.append(BindSpec(host or "0.0.0.0", port, where=where))
-        if params:
-            raise ConfigError(where, f"bind option {params[0]!r} is not supported yet")
+            proxy.binds.append(features.bind_options(proxy, host or "0.0.0.0", port, params, where))
 
     def _build(self) -> Config:
         frontends, backends = [], []
+        stats = None
         for proxy in self.proxies:
             try:
+                if "stats" in proxy.settings:
+                    if proxy.kind == "backend" or proxy.servers or "default_backend" in proxy.settings:
+                        raise ConfigError(proxy.lines["stats"], "stats on a proxy that also serves traffic "
+                                          "is not supported yet: give the stats page a section of its own "
+                                          "(listen stats, with its bind)")
+                    if stats is not None or len(proxy.binds) != 1:
+                        raise ConfigError(proxy.where, "one stats section, with exactly one bind, is supported")
+                    stats = dataclasses.replace(proxy.settings["stats"], bind=proxy.binds[0])
+                    continue
                 if proxy.kind in ("frontend", "listen"):
                     if proxy.kind == "frontend" and "default_backend" not in proxy.settings:
                         raise ConfigError(proxy.where, f"frontend {proxy.name!r} has no default_backend")
@@ -208,7 +228,12 @@ class _Parser:
                 self.errors.append(exc)
         if self.errors:
             raise ConfigErrors(sorted(self.errors, key=_line_of))
-        extra = {"grace": self.grace} if self.grace is not None else {}
+        extra: dict[str, Any] = {"grace": self.grace} if self.grace is not None else {}
+        if self.stats_socket is not None:
+            path, level, _ = self.stats_socket
+            stats = dataclasses.replace(stats or StatsSpec(where=self.stats_socket[2]), socket=path, socket_level=level)
+        if stats is not None:
+            extra["stats"] = stats
         config = Config(frontends=tuple(frontends), backends=tuple(backends), source=self.source, **extra)
 
         def locate(spec: object, field: str) -> str:
@@ -247,6 +272,9 @@ def _kw_timeout(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
     if len(args) != 2:
         raise ConfigError(where, "timeout needs a name and a time, like `timeout client 30s`")
     name, value = args
+    if name == "check":
+        proxy.set("check_timeout", _time(value, where, "timeout check"), where)
+        return
     if name in _TIMEOUTS_NOTED:
         p.note(where, f"timeout {name} is not used by virtserve yet")
         return
@@ -311,21 +339,9 @@ def _kw_server(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
     host, port = _host_port(address, where, f"server {name}")
     if not port:
         raise ConfigError(where, f"server {name}: {address!r} needs a port (port-less servers are not supported)")
-    fields: dict[str, Any] = {}
-    i = 0
-    while i < len(params):
-        word = params[i]
-        if word in ("weight", "maxconn"):
-            if i + 1 >= len(params):
-                raise ConfigError(where, f"server {name}: {word} needs a value")
-            fields[word] = _int([params[i + 1]], where, f"server {name} {word}")
-            i += 2
-        elif word == "backup":
-            fields["backup"] = True
-            i += 1
-        else:
-            raise ConfigError(where, f"server {name}: option {word!r} is not supported yet")
-    proxy.servers.append(ServerSpec(name=name, address=host, port=port, where=where, **fields))
+    fields = features.server_options(p, proxy, name, params, where)
+    overrides = fields.pop("check_overrides", {})
+    proxy.servers.append((overrides, ServerSpec(name=name, address=host, port=port, where=where, **fields)))
 
 
 def _kw_option(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
@@ -336,6 +352,10 @@ def _kw_option(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
         if params:
             raise ConfigError(where, f"option forwardfor {' '.join(params)!r} is not supported yet")
         proxy.set("forwardfor", True, where)
+    elif name == "httpchk":
+        features.kw_option_httpchk(p, proxy, params, where)
+    elif name in ("redispatch", "allbackups"):
+        proxy.set(name, True, where)
     elif name in _OPTIONS_NOTED:
         p.note(where, f"option {name} has no effect in virtserve yet")
     else:
@@ -367,6 +387,11 @@ _KEYWORDS: dict[str, tuple[frozenset[str], Handler]] = {
     "server": (frozenset({"backend", "listen"}), _kw_server),
     "option": (ANY, _kw_option),
     "no": (ANY, _kw_no),
+    "cookie": (BACK, features.kw_cookie),
+    "stick-table": (frozenset({"backend", "listen"}), features.kw_stick),
+    "stick": (frozenset({"backend", "listen"}), features.kw_stick),
+    "http-check": (BACK, features.kw_http_check),
+    "stats": (PROXIES, features.kw_stats),
 }
 
 _SECTIONS = {"global", "defaults", "frontend", "backend", "listen", "userlist", "peers", "resolvers",
