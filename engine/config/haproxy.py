@@ -42,7 +42,10 @@ _TIMEOUTS = {
 _TIMEOUTS_NOTED = ("tunnel", "client-fin", "server-fin", "tarpit")
 
 # balance algorithm → (scheduler, option names its arguments fill)
-_BALANCE_ARGS = {"uri": ("len", "depth"), "random": ("draws",), "url_param": ("name",)}
+_BALANCE_ARGS = {"uri": ("len", "depth"), "random": ("draws",), "url_param": ("param",)}
+_BALANCE_INNER = {"hdr": "header", "rdp-cookie": "cookie", "random": "draws"}  # hdr(NAME) etc.
+_BALANCE_FLAGS = {"whole": "whole", "path-only": "path-only", "check_post": "check-post",
+                  "use_domain_only": "use-domain-only"}
 
 # Process-level keywords with no meaning here: accepted with a notice.
 _GLOBAL_NOTED = {
@@ -311,7 +314,7 @@ def _kw_balance(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
     if m:  # hdr(Host), rdp-cookie(mstshash), random(3)
         algorithm, inner = m.group(1), m.group(2)
         if inner:
-            options["draws" if algorithm == "random" else "name"] = int(inner) if inner.isdigit() else inner
+            options[_BALANCE_INNER[algorithm]] = int(inner) if inner.isdigit() else inner
     names = iter(_BALANCE_ARGS.get(algorithm, ()))
     i = 0
     while i < len(params):
@@ -320,8 +323,8 @@ def _kw_balance(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
             options[word] = _int([params[i + 1]], where, f"balance {algorithm} {word}")
             i += 2
             continue
-        if re.fullmatch(r"[a-z_-]+", word) and word in ("whole", "path-only", "check_post", "use_domain_only"):
-            options[word] = True
+        if word in _BALANCE_FLAGS:
+            options[_BALANCE_FLAGS[word]] = True
         else:
             name = next(names, None)
             if name is None:
@@ -329,6 +332,16 @@ def _kw_balance(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
             options[name] = word
         i += 1
     proxy.set("scheduler", algorithm, where)
+    hash_type = proxy.settings.get("scheduler_options", {}).get("hash-type")
+    proxy.set("scheduler_options", {**options, **({"hash-type": hash_type} if hash_type else {})}, where)
+
+
+def _kw_hash_type(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
+    """`hash-type map-based|consistent [sdbm|djb2|wt6|crc32] [avalanche]`."""
+    if not args or args[0] not in ("map-based", "consistent"):
+        raise ConfigError(where, "hash-type must be map-based or consistent, optionally with a function")
+    options = dict(proxy.settings.get("scheduler_options", {}))
+    options["hash-type"] = " ".join(args)
     proxy.set("scheduler_options", options, where)
 
 
@@ -384,6 +397,7 @@ _KEYWORDS: dict[str, tuple[frozenset[str], Handler]] = {
     "default_backend": (FRONT, _kw_default_backend),
     "bind": (frozenset({"frontend", "listen"}), _kw_bind),
     "balance": (BACK, _kw_balance),
+    "hash-type": (BACK, _kw_hash_type),
     "server": (frozenset({"backend", "listen"}), _kw_server),
     "option": (ANY, _kw_option),
     "no": (ANY, _kw_no),

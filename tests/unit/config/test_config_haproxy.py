@@ -96,8 +96,10 @@ def test_balance_arguments_become_scheduler_options():
     _kw_balance(_Parser("h.cfg"), proxy, ["uri", "len", "10", "depth", "2", "whole"], "h.cfg:2")
     assert proxy.settings["scheduler"] == "uri"
     assert proxy.settings["scheduler_options"] == {"len": 10, "depth": 2, "whole": True}
+    _kw_balance(_Parser("h.cfg"), proxy, ["url_param", "userid"], "h.cfg:2")
+    assert proxy.settings["scheduler_options"] == {"param": "userid"}
     _kw_balance(_Parser("h.cfg"), proxy, ["hdr(Host)", "use_domain_only"], "h.cfg:3")
-    assert proxy.settings["scheduler_options"] == {"name": "Host", "use_domain_only": True}
+    assert proxy.settings["scheduler_options"] == {"header": "Host", "use-domain-only": True}
     _kw_balance(_Parser("h.cfg"), proxy, ["random(3)"], "h.cfg:4")
     assert (proxy.settings["scheduler"], proxy.settings["scheduler_options"]) == ("random", {"draws": 3})
 
@@ -131,6 +133,15 @@ def test_errors_name_the_line(text, line, words):
     with pytest.raises(ConfigError) as err:
         parse(text, source="h.cfg")
     assert str(err.value).startswith(f"h.cfg:{line}: ") and words in str(err.value)
+
+
+def test_every_haproxy_algorithm_loads_by_its_haproxy_words():
+    for balance in ("roundrobin", "static-rr", "leastconn", "first", "source", "uri len 10 depth 2",
+                    "url_param userid", "hdr(host) use_domain_only", "random(3)", "rdp-cookie(mstshash)"):
+        mode = "tcp" if balance.startswith("rdp") else "http"
+        config = parse(f"backend b\n  mode {mode}\n  balance {balance}\n  hash-type consistent djb2\n"
+                       "  server a 127.0.0.1:1\n", source="h.cfg")
+        assert config.backends[0].scheduler == balance.split()[0].split("(")[0]
 
 
 def test_hard_stop_after_is_the_grace_time():
