@@ -37,13 +37,14 @@ class Request:
     """What the rules read and change of one request. `headers` holds the captured ones:
     lower-case name -> values in order."""
 
-    __slots__ = ("method", "url", "headers", "src", "parts", "drop_xff", "backend", "reply",
-                 "keep_alive", "status", "_path")
+    __slots__ = ("method", "url", "path", "headers", "src", "parts", "drop_xff", "backend", "reply",
+                 "keep_alive", "status")
 
     def __init__(self, method: bytes, url: bytes, headers: dict[bytes, list[bytes]], src: str,
                  parts: list[bytes], keep_alive: bool = True) -> None:
         self.method = method
         self.url = url
+        self.path = url if url[:1] == b"/" and b"?" not in url else path_of(url)
         self.headers = headers
         self.src = src
         self.parts = parts  # the header lines to forward, edited in place by the rules
@@ -52,14 +53,6 @@ class Request:
         self.reply: bytes | None = None  # the proxy's own answer (a redirect): no server is asked
         self.keep_alive = keep_alive  # after the reply
         self.status = 0
-        self._path: bytes | None = None
-
-    @property
-    def path(self) -> bytes:
-        path = self._path
-        if path is None:
-            path = self._path = path_of(self.url)
-        return path
 
     def origin_form(self) -> bytes:
         """The request target without scheme and authority: path and query."""
@@ -102,7 +95,10 @@ class Pipeline:
         for rule in rules:
             test = compile_condition(rule.condition, capture)
             if isinstance(rule, HeaderRuleSpec):
-                self.steps.append((test, _HeaderEdit(rule)))
+                edit = _HeaderEdit(rule)
+                if edit.action != "add-header":  # seen in on_header: no walk when it is absent
+                    capture.add(edit.lname)
+                self.steps.append((test, edit))
             else:
                 if rule.type == "scheme":
                     capture.add(b"host")
@@ -143,10 +139,10 @@ class _HeaderEdit:
     def apply(self, req: Request) -> bool:
         lname = self.lname
         if self.action != "add-header":  # set-header and del-header remove what was there
-            req.parts = _without(req.parts, lname)
-            req.headers.pop(lname, None)
-            if lname == b"x-forwarded-for":
-                req.drop_xff = True
+            if req.headers.pop(lname, None) is not None:
+                req.parts = _without(req.parts, lname)
+                if lname == b"x-forwarded-for":
+                    req.drop_xff = True
             if self.action == "del-header":
                 return False
         req.parts += (self.name, b": ", self.value, b"\r\n")
@@ -252,6 +248,11 @@ def compile_match(m: Match, capture: set[bytes]) -> Test:
             if not values:
                 return False
             for value in values:
+                if b"," not in value:
+                    value = value.strip()
+                    if compare(value.lower() if fold else value):
+                        return True
+                    continue
                 for item in value.split(b","):  # hdr() reads each comma-separated value
                     item = item.strip()
                     if compare(item.lower() if fold else item):
@@ -305,20 +306,31 @@ def _word_in(sample: bytes, word: bytes, delims: bytes) -> bool:
 
 
 def _ip_test(values: tuple[str, ...]) -> Test:
-    nets = tuple(ipaddress.ip_network(v, strict=False) for v in values)
+    # Networks as integer ranges: comparing ints is far cheaper than `address in network`.
+    ranges = []
+    for value in values:
+        net = ipaddress.ip_network(value, strict=False)
+        ranges.append((net.version, int(net.network_address), int(net.broadcast_address)))
 
     def test(req: Request) -> bool:
-        addr = _address(req.src)
-        return addr is not None and any(addr.version == net.version and addr in net for net in nets)
+        key = _address(req.src)
+        if key is None:
+            return False
+        version, number = key
+        for v, low, high in ranges:
+            if v == version and low <= number <= high:
+                return True
+        return False
     return test
 
 
 @lru_cache(maxsize=4096)
-def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+def _address(text: str) -> tuple[int, int] | None:
+    """(IP version, address as an int) of a client address, or None."""
     try:
         addr = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
         return None
     if addr.version == 6 and addr.ipv4_mapped is not None:  # ::ffff:a.b.c.d is an IPv4 client
-        return addr.ipv4_mapped
-    return addr
+        addr = addr.ipv4_mapped
+    return addr.version, int(addr)
