@@ -12,7 +12,7 @@ from typing import Any, Callable
 from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
-from virtserve.engine.frontend import Frontend
+from virtserve.engine.frontend import Frontend, backends_used
 from virtserve.engine.health import Health
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
@@ -100,10 +100,10 @@ class Engine:
         for spec in config.frontends:
             old_fe = self.frontends.get(spec.name)
             backend = backends[spec.default_backend]
-            if old_fe is not None and old_fe.spec == spec and old_fe.backend is backend:
+            if old_fe is not None and old_fe.spec == spec and old_fe.uses == backends_used(spec, backend, backends):
                 frontends[spec.name] = old_fe
             else:
-                frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode])
+                frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends)
         # Open everything new first, so that a bind that fails changes nothing.
         spare = list(self._bound)
         kept: list[_Bound] = []

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import FrontendSpec
+from virtserve.engine.l7.pipeline import Pipeline
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Backend
@@ -20,7 +21,8 @@ MAX_WAITING_BYTES = 64 * 1024  # what a waiting client may send before reading p
 
 class Frontend:
     def __init__(self, spec: FrontendSpec, backend: Backend, state: EngineState, pool: UpstreamPool,
-                 protocol: Callable[[Frontend], asyncio.Protocol]) -> None:
+                 protocol: Callable[[Frontend], asyncio.Protocol],
+                 backends: Mapping[str, Backend] | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.backend = backend
@@ -49,6 +51,16 @@ class Frontend:
         self.log: Any = None  # an AccessLog when logging is on: the data path tests `is not None`
         self.retired = False  # a reload replaced or removed it: connections move on or close
         self.successor: Frontend | None = None  # what replaced it (same name), if anything
+        # Rules and routes compiled once; None when there are none (the plain data path).
+        self.pipeline: Pipeline | None = None
+        self.capture: frozenset[bytes] = frozenset()  # request headers the conditions read
+        self.uses = backends_used(spec, backend, backends or {})
+        self.needs = backend.needs  # what any backend it may route to needs in the PickContext
+        if spec.rules or spec.routes:
+            self.pipeline = Pipeline(spec.rules, spec.routes, backends or {})
+            self.capture = self.pipeline.capture
+            for used in self.uses:
+                self.needs |= used.needs
 
     def protocol(self) -> asyncio.Protocol:
         """The listener's protocol factory. Beyond maxconn a connection is accepted but not
@@ -70,6 +82,12 @@ class Frontend:
         while waiting and self.current < self.maxconn:
             conn = waiting.popleft()
             conn.admit(conn.origin.make(self) if conn.origin is not None else self._protocol(self))
+
+
+def backends_used(spec: FrontendSpec, default: Backend, backends: Mapping[str, Backend]) -> tuple[Backend, ...]:
+    """The default backend, then those the routes name: a reload keeps a frontend only when
+    these are the same objects."""
+    return (default, *(backends[route.backend] for route in spec.routes))
 
 
 class WaitingProtocol(asyncio.Protocol):

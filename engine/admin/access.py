@@ -150,7 +150,9 @@ class AccessLog:
             line, n_out, s, retries = "<BADREQ>", 0, None, 0
         else:
             s = ex.server or ex.last_server
-            srv = f"{fe.backend.name}/{s.name if s is not None else '<NOSRV>'}"
+            # A redirect answered by the proxy names the frontend (HAProxy: "fe/<NOSRV>").
+            be = fe.name if ex.reply is not None else (ex.backend or fe.backend).name
+            srv = f"{be}/{s.name if s is not None else '<NOSRV>'}"
             tr = _ms(ex.t_head - ex.t_begin)
             tc = _ms(ex.t_conn) if s is not None else -1
             rt = _ms(ex.t_resp - ex.t_head - ex.t_conn) if ex.t_resp else -1
@@ -167,7 +169,7 @@ class AccessLog:
         fe = client.fe
         ctx = client.ctx
         tc = _ms(client.t_connect - client.t_accept) if client.t_connect else -1
-        srv = f"{fe.backend.name}/{s.name if s is not None else '<NOSRV>'}"
+        srv = f"{client.backend.name}/{s.name if s is not None else '<NOSRV>'}"
         self.sink.write(
             f"{ctx.client_ip}:{ctx.client_port} [{self._date(client.t_accept)}] {fe.name} {srv} "
             f"0/{tc}/{_ms(now - client.t_accept)} {client.n_out} {term} "

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from virtserve.engine.backend import Server
+    from virtserve.engine.backend import Backend, Server
     from virtserve.engine.frontend import Frontend
     from virtserve.engine.l4.relay import TcpClientProtocol
     from virtserve.engine.l7.protocol import Exchange, HttpProxyProtocol
@@ -19,15 +19,22 @@ def http_done(client: HttpProxyProtocol, ex: Exchange | None, status: int, term:
     """A request was answered (status, or 0 when the client saw nothing) or abandoned.
     `term` is HAProxy's two-letter termination state ("--" for a normal end)."""
     fe = client.fe
-    be = fe.backend
-    fc, bc = fe.counters, be.counters
+    fc = fe.counters
     fc.requests += 1
-    if ex is None:  # refused before a request existed (bad head, timeout)
-        fc.req_errors += 1
+    if ex is None or ex.reply is not None:
+        # Refused before a request existed (bad head, timeout), or answered by the proxy
+        # itself (a redirect rule): no backend took part, as HAProxy counts them.
+        if ex is None:
+            fc.req_errors += 1
+        else:
+            fc.bytes_in += ex.bytes_in
+            fc.bytes_out += ex.bytes_out
         fc.status(status)
         if fe.log is not None:
-            fe.log.http(client, None, status, term, now)
+            fe.log.http(client, ex, status, term, now)
         return
+    be = ex.backend or fe.backend  # the route's backend when rules chose one
+    bc = be.counters
     bc.requests += 1
     n_in, n_out = ex.bytes_in, ex.bytes_out
     fc.bytes_in += n_in
@@ -59,14 +66,15 @@ def http_done(client: HttpProxyProtocol, ex: Exchange | None, status: int, term:
         fe.log.http(client, ex, status, term, now)
 
 
-def connected(fe: Frontend, s: Server, seconds: float) -> None:
-    """A new server connection was established after `seconds`."""
+def connected(fe: Frontend, s: Server, seconds: float, backend: Backend | None = None) -> None:
+    """A new server connection was established after `seconds`. `backend`: s's, when a route
+    chose other than the frontend's default."""
     s.counters.connect_time(seconds)
-    fe.backend.counters.connect_time(seconds)
+    (backend or fe.backend).counters.connect_time(seconds)
 
 
-def connect_failed(fe: Frontend, s: Server, retrying: bool) -> None:
-    sc, bc = s.counters, fe.backend.counters
+def connect_failed(fe: Frontend, s: Server, retrying: bool, backend: Backend | None = None) -> None:
+    sc, bc = s.counters, (backend or fe.backend).counters
     sc.conn_errors += 1
     bc.conn_errors += 1
     if retrying:
@@ -74,16 +82,16 @@ def connect_failed(fe: Frontend, s: Server, retrying: bool) -> None:
         bc.retries += 1
 
 
-def redispatched(fe: Frontend, failed: Server) -> None:
+def redispatched(fe: Frontend, failed: Server, backend: Backend | None = None) -> None:
     failed.counters.redispatches += 1
-    fe.backend.counters.redispatches += 1
+    (backend or fe.backend).counters.redispatches += 1
 
 
 def tcp_done(client: TcpClientProtocol, s: Server | None, term: str, now: float) -> None:
     """A relayed connection ended."""
     fe = client.fe
     n_in, n_out = client.n_in, client.n_out
-    fc, bc = fe.counters, fe.backend.counters
+    fc, bc = fe.counters, client.backend.counters
     fc.bytes_in += n_in
     fc.bytes_out += n_out
     bc.bytes_in += n_in

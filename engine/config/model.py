@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from virtserve.engine.config.rules import RouteSpec, RuleSpec
+
 Mode = Literal["tcp", "http"]
 MODES = ("tcp", "http")
 
@@ -259,6 +261,10 @@ class FrontendSpec:
     forwardfor: bool = False
     where: str = field(default="", compare=False)
     redirect: RedirectSpec | None = None
+    # Request rules in order (header edits, redirects), then routes: the first whose condition
+    # holds picks the backend, else default_backend (engine/config/rules.py).
+    rules: tuple[RuleSpec, ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

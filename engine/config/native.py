@@ -30,17 +30,19 @@ from virtserve.engine.config.model import (
 from virtserve.engine.config.native_admin import admin_sections
 from virtserve.engine.config import tls_keys
 from virtserve.engine.config import native_checks
+from virtserve.engine.config import native_rules
 from virtserve.engine.config.toml_lines import TomlLines
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
 
 TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log", "workers", "autoreload")
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue", "handshake")
-FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect")
+FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect",
+                 *native_rules.FRONTEND_RULE_KEYS)
 BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
                 *native_checks.BACKEND_CHECK_KEYS,
                 "cookie", "persistent", "stick", "redispatch")
-LISTEN_KEYS = ("bind", "maxconn", "redirect", *BACKEND_KEYS)  # its backend is itself: no `backend` key
+LISTEN_KEYS = ("bind", "maxconn", "redirect", *native_rules.FRONTEND_RULE_KEYS, *BACKEND_KEYS)  # its backend is itself: no `backend` key
 DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
 SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy", "check", "cookie")
 
@@ -219,6 +221,7 @@ class _Builder:
             where=self.doc.at(table.path),
             **self.inherit(table, ("mode", "maxconn", "forwardfor")),
             **({"redirect": self.redirect(table)} if "redirect" in table else {}),
+            **native_rules.frontend_kwargs(self, table),
         )
         self.paths[id(spec)] = table.path
         return spec

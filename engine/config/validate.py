@@ -25,6 +25,7 @@ from virtserve.engine.config.model import (
 )
 from virtserve.engine.tls import CertError, check_bind, check_server
 from virtserve.engine.config.validate_checks import check_backend as _check_health
+from virtserve.engine.config.validate_rules import check_rules
 from virtserve.schedulers.base import Needs, lookup as scheduler_class
 from virtserve.schedulers.base import names as scheduler_names
 
@@ -160,6 +161,7 @@ def _check_frontend(frontend: FrontendSpec, backends: dict[str, BackendSpec], at
             f"mode mismatch: {what} is mode {frontend.mode} but its backend {backend.name!r} "
             f"is mode {backend.mode}{_also(backend.where, 'defined at')}",
         )
+    check_rules(frontend, backends, at, _did_you_mean)
 
 
 def _check_binds_unique(frontends, at) -> None:

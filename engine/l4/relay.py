@@ -34,7 +34,7 @@ class TcpClientProtocol(asyncio.Protocol):
     __slots__ = ("fe", "state", "transport", "peer", "server", "held", "held_size", "deadline",
                  "eof", "closed", "tries", "ctx", "paused",
                  "t_accept", "t_connect", "n_in", "n_out", "last_server", "term",
-                 "inspecting")
+                 "inspecting", "backend")
 
     def __init__(self, fe: Frontend) -> None:
         self.fe = fe
@@ -55,6 +55,7 @@ class TcpClientProtocol(asyncio.Protocol):
         self.last_server: Server | None = None
         self.term = "--"  # HAProxy's termination state, set where an ending is decided
         self.inspecting = False  # waiting for the first bytes before picking (rdp-cookie)
+        self.backend = fe.backend  # or the one a route on the client address picks
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -68,7 +69,9 @@ class TcpClientProtocol(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        needs = fe.backend.needs
+        if fe.pipeline is not None:  # routes on the client address (mode tcp)
+            self.backend = fe.pipeline.route_source(self.ctx.client_ip) or fe.backend
+        needs = self.backend.needs
         if needs & Needs.DEST:
             self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
         if needs & Needs.PAYLOAD:
@@ -85,14 +88,15 @@ class TcpClientProtocol(asyncio.Protocol):
 
     def _dispatch(self, avoid: Server | None) -> None:
         fe = self.fe
-        server = fe.backend.pick(self.ctx, avoid)
+        backend = self.backend
+        server = backend.pick(self.ctx, avoid)
         if server is None:
             self.term = "SC"
             self.transport.abort()
             return
         if avoid is not None and server is not avoid:
-            redispatched(fe, avoid)
-        fe.backend.take(server)
+            redispatched(fe, avoid, backend)
+        backend.take(server)
         self.server = self.last_server = server
         # A backstop behind the connect timeout, renewed for each attempt: set once at accept,
         # it cut the retries short whenever t_client < (retries + 1) * t_connect.
@@ -109,7 +113,7 @@ class TcpClientProtocol(asyncio.Protocol):
                                   self.transport)
         except (OSError, TimeoutError):
             server.failures += 1
-            connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed)
+            connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed, backend=self.backend)
             self._release_server()
             if self.closed:
                 return
@@ -120,7 +124,7 @@ class TcpClientProtocol(asyncio.Protocol):
                 self.term = "SC"
                 self.transport.abort()
             return
-        connected(fe, server, loop.time() - started)
+        connected(fe, server, loop.time() - started, self.backend)
         # On success, TcpServerProtocol.connection_made has already linked the pair.
 
     def _linked(self, peer: TcpServerProtocol) -> None:
@@ -213,7 +217,7 @@ class TcpClientProtocol(asyncio.Protocol):
 
     def _release_server(self) -> None:
         if self.server is not None:
-            self.fe.backend.drop(self.server, self.ctx)
+            self.backend.drop(self.server, self.ctx)
             self.server = None
 
 

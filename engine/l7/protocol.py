@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import httptools
 
 from virtserve.engine.admin.accounting import connect_failed, connected, http_done, redispatched
+from virtserve.engine.l7.pipeline import Request
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
 from virtserve.engine.upstream.connect import open_server
@@ -54,7 +55,7 @@ class Exchange:
                  "response_started",
                  # for the stats and the log: loop times, bytes, status, the server that answered
                  "t_begin", "t_head", "t_resp", "t_conn", "bytes_in", "bytes_out", "status",
-                 "last_server", "response_edit")
+                 "last_server", "response_edit", "backend", "reply")
 
     def __init__(self, head: bytes, keep_alive: bool, head_request: bool, chunked: bool,
                  has_body: bool, upgrade: bool) -> None:
@@ -78,6 +79,8 @@ class Exchange:
         self.status = 0
         self.last_server: Server | None = None
         self.response_edit = None  # persistence: edits the response head (Set-Cookie), or None
+        self.backend = None  # where it goes: a route's backend, or the frontend's (set at dispatch)
+        self.reply: bytes | None = None  # the proxy's own answer (a redirect rule): no server
 
 
 class HttpProxyProtocol(asyncio.Protocol):
@@ -86,7 +89,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         "current", "queue", "parsing", "in_head", "head_size", "head_raw", "began", "closed",
         "fatal", "tunnel", "blocked", "eof", "scheme", "added", "special",
         "_url", "_parts", "_xff", "_connection", "_upgrade", "_chunked", "_has_body",
-        "t_accept", "_t_begin",
+        "t_accept", "_t_begin", "pipeline", "capture", "_seen",
     )
 
     def __init__(self, fe: Frontend) -> None:
@@ -114,6 +117,13 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.scheme = fe.scheme  # X-Forwarded-Proto: b"https" on a TLS listener (listeners.Origin)
         self.added = b""  # header lines for every request (the client certificate's)
         self.special = _SPECIAL | fe.strip if fe.strip else _SPECIAL
+        # Rules and routes (l7/pipeline.py), None for a frontend without: its heads are built
+        # as they always were. The headers their conditions read are captured in on_header.
+        self.pipeline = fe.pipeline
+        self.capture = fe.capture
+        self._seen: dict[bytes, list[bytes]] = {}
+        if fe.capture:
+            self.special = self.special | fe.capture
         self._new_request()
 
     def _new_request(self) -> None:
@@ -133,7 +143,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        if self.backend.needs & Needs.DEST:
+        if self.fe.needs & Needs.DEST:
             self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
         fe = self.fe
         fe.current += 1
@@ -209,6 +219,15 @@ class HttpProxyProtocol(asyncio.Protocol):
             raise _Reject(400)
         lname = name.lower()
         if lname in self.special:
+            if lname in self.capture:  # a header a rule's condition reads
+                seen = self._seen.get(lname)
+                if seen is None:
+                    self._seen[lname] = [value]
+                else:
+                    seen.append(value)
+                if lname not in _SPECIAL and lname not in self.fe.strip:
+                    self._parts += (name, b": ", value, b"\r\n")
+                    return
             if lname == b"x-forwarded-for":
                 self._xff = value if self._xff is None else self._xff + b", " + value
                 return
@@ -242,6 +261,13 @@ class HttpProxyProtocol(asyncio.Protocol):
         parts = self._parts
         if self._connection is not None and self._connection not in (b"close", b"keep-alive"):
             parts = _drop_connection_tokens(parts, self._connection)
+        pipeline = self.pipeline
+        if pipeline is not None:  # header rules, redirects, routes
+            req = pipeline.run(Request(method, self._url, self._seen, self.ctx.client_ip, parts, keep_alive))
+            self._seen = {}
+            parts = req.parts
+            if req.drop_xff:
+                self._xff = None
         if fe.forwardfor:
             ip = self.ctx.client_ip.encode()
             parts += (b"x-forwarded-for: ", ip if self._xff is None else self._xff + b", " + ip,
@@ -261,6 +287,10 @@ class HttpProxyProtocol(asyncio.Protocol):
                       keep_alive, method == b"HEAD", self._chunked, self._has_body, upgrade)
         ex.t_begin = self._t_begin
         ex.t_head = self.state.loop.time()
+        if pipeline is not None:
+            ex.backend = req.backend
+            if req.reply is not None:
+                ex.reply, ex.keep_alive, ex.status = req.reply, req.keep_alive, req.status
         self._new_request()
         self.in_head = False
         self.deadline = 0.0
@@ -302,14 +332,27 @@ class HttpProxyProtocol(asyncio.Protocol):
     # --- dispatch -----------------------------------------------------------------------------
 
     def _start_next(self) -> None:
-        ex = self.queue.popleft()
-        self.current = ex
-        if not self.queue:
-            self._resume(_PIPELINE)
-        self._dispatch(ex, None)
+        while True:
+            ex = self.queue.popleft()
+            self.current = ex
+            if not self.queue:
+                self._resume(_PIPELINE)
+            if ex.reply is None:
+                self._dispatch(ex, None)
+                return
+            # The proxy's own answer, in turn: a loop rather than recursion through
+            # response_done, so a long pipeline of redirects cannot exhaust the stack.
+            self.transport.write(ex.reply)
+            ex.bytes_out += len(ex.reply)
+            ex.response_started = True
+            ex.t_resp = self.state.loop.time()
+            if not self._ended(ex, False):
+                return
 
     def _dispatch(self, ex: Exchange, avoid: Server | None) -> None:
-        backend = self.backend
+        backend = ex.backend
+        if backend is None:
+            backend = ex.backend = self.backend
         ctx = self.ctx
         ctx.request = ex
         server = backend.pick(ctx, avoid)
@@ -317,7 +360,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             self.upstream_failed(ex, 503)
             return
         if avoid is not None and server is not avoid:
-            redispatched(self.fe, avoid)
+            redispatched(self.fe, avoid, backend)
         backend.take(server)
         ex.server = server
         # A connection that began with a PROXY header speaks for one client only.
@@ -339,7 +382,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 conn.key = (server, self.ctx.client_ip, self.ctx.client_port)
         except (OSError, TimeoutError):
             server.failures += 1
-            connect_failed(fe, server, retrying=ex.tries < fe.retries and not self.closed)
+            connect_failed(fe, server, retrying=ex.tries < fe.retries and not self.closed, backend=ex.backend)
             self._release_server(ex)
             if self.closed or self.current is not ex:
                 return
@@ -350,7 +393,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self.upstream_failed(ex, 503)
             return
         ex.t_conn = loop.time() - started
-        connected(fe, server, ex.t_conn)
+        connected(fe, server, ex.t_conn, ex.backend)
         if self.closed or self.current is not ex:
             self._release_server(ex)
             fe.pool.release(conn)  # fresh and unused: worth keeping
@@ -366,7 +409,7 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def _release_server(self, ex: Exchange) -> None:
         if ex.server is not None:
-            self.backend.drop(ex.server, self.ctx)
+            ex.backend.drop(ex.server, self.ctx)
             ex.last_server = ex.server
             ex.server = None
 
@@ -374,22 +417,28 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def response_done(self, ex: Exchange, close: bool) -> None:
         """The server side finished forwarding ex's response."""
+        if self._ended(ex, close):
+            self._start_next()
+
+    def _ended(self, ex: Exchange, close: bool) -> bool:
+        """ex was answered: account for it and close or wait for the next request. True when a
+        queued request is to start now."""
         http_done(self, ex, ex.status, "--", self.state.loop.time())
         self._release_server(ex)
         self.current = None
         if self.closed:
-            return
+            return False
         # A server connection paused for this exchange (a slow upload) no longer holds the
         # client back; left set, the flag would keep the client paused for good.
         self._resume(_UPSTREAM)
         if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining:
             self._close()
-            return
+            return False
         if self.fe.retired and not self.migrate():
             self._close()
-            return
+            return False
         if self.queue:
-            self._start_next()
+            return True
         elif self.fatal:
             http_done(self, None, self.fatal, "CR", self.state.loop.time())
             self._reject(self.fatal)  # the requests before the bad one are answered: now it
@@ -397,6 +446,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._close()  # a half-closed client sends nothing more: do not wait for it
         else:
             self.deadline = self.state.now + self.fe.t_keep_alive
+        return False
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         """No response can come for ex: answer with status if the client has seen nothing of it."""
@@ -475,6 +525,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.fe.current -= 1
         fe.current += 1
         self.fe, self.backend = fe, fe.backend
+        self.pipeline, self.capture = fe.pipeline, fe.capture
+        self.special = _SPECIAL | fe.strip | fe.capture
         return True
 
     def idle(self) -> bool:
