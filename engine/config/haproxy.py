@@ -63,6 +63,7 @@ _OPTIONS_NOTED = {  # options accepted with a notice: logging comes with the sta
     "httplog", "tcplog", "dontlognull", "log-health-checks", "logasap", "http-keep-alive",
     "http-server-close", "splice-auto", "splice-request", "splice-response", "tcpka", "clitcpka",
     "srvtcpka", "abortonclose", "http-buffer-request", "prefer-last-server", "socket-stats",
+    "httpclose", "forceclose",
 }
 
 
@@ -88,7 +89,7 @@ class _Proxy:
         return FrontendSpec(
             name=self.name, binds=tuple(self.binds), default_backend=backend, mode=s.get("mode", "tcp"),
             timeouts=self._timeouts(), maxconn=s.get("maxconn", 0), forwardfor=s.get("forwardfor", False),
-            where=self.where)
+            where=self.where, rules=s.get("rules", ()), routes=s.get("routes", ()))
 
     def backend(self) -> BackendSpec:
         s = self.settings
@@ -406,6 +407,10 @@ _KEYWORDS: dict[str, tuple[frozenset[str], Handler]] = {
     "stick": (frozenset({"backend", "listen"}), features.kw_stick),
     "http-check": (BACK, features.kw_http_check),
     "stats": (PROXIES, features.kw_stats),
+    "acl": (frozenset({"frontend", "listen"}), features.kw_acl),
+    "use_backend": (frozenset({"frontend", "listen"}), features.kw_use_backend),
+    "http-request": (frozenset({"frontend", "listen"}), features.kw_http_request),
+    "reqadd": (frozenset({"frontend", "listen"}), features.kw_reqadd),
 }
 
 _SECTIONS = {"global", "defaults", "frontend", "backend", "listen", "userlist", "peers", "resolvers",

@@ -247,3 +247,86 @@ def kw_stats(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
     else:
         raise ConfigError(where, f"unsupported stats keyword {' '.join(args)!r}")
     proxy.set("stats", spec, where)
+
+
+# --- routing and request rules: acl, use_backend, http-request, legacy reqadd -------------------
+
+def _condition(proxy: _Proxy, words: list[str], where: str) -> Any:
+    from virtserve.engine.config.conditions import parse_condition
+
+    if not words:
+        return None
+    try:
+        return parse_condition(words, proxy.settings.get("acls", {}))
+    except ValueError as exc:
+        raise ConfigError(where, str(exc)) from None
+
+
+def kw_acl(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
+    from virtserve.engine.config.conditions import define_acl
+
+    if len(args) < 2:
+        raise ConfigError(where, "acl needs a name and a criterion, like `acl is_api path_beg /api`")
+    try:
+        proxy.settings["acls"] = define_acl(proxy.settings.get("acls", {}), args[0], args[1:], where)
+    except ValueError as exc:
+        raise ConfigError(where, f"acl {args[0]}: {exc}") from None
+
+
+def kw_use_backend(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
+    from virtserve.engine.config.rules import RouteSpec
+
+    if not args:
+        raise ConfigError(where, "use_backend needs a backend name")
+    route = RouteSpec(args[0], _condition(proxy, args[1:], where), where=where)
+    proxy.settings["routes"] = (*proxy.settings.get("routes", ()), route)
+
+
+def _split_at_condition(args: list[str]) -> tuple[list[str], list[str]]:
+    for i, word in enumerate(args):
+        if word in ("if", "unless"):
+            return args[:i], args[i:]
+    return args, []
+
+
+def kw_http_request(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
+    """`http-request add-header|set-header|del-header NAME [VALUE]` and `http-request redirect
+    location|prefix|scheme TARGET [code N] [drop-query] [append-slash]`, each [if|unless COND]."""
+    from virtserve.engine.config.rules import HeaderRuleSpec, RedirectRuleSpec
+
+    words, cond = _split_at_condition(args)
+    if not words:
+        raise ConfigError(where, "http-request needs an action")
+    action, rest = words[0], words[1:]
+    condition = _condition(proxy, cond, where)
+    if action in ("add-header", "set-header") and len(rest) >= 2:
+        rule: Any = HeaderRuleSpec(action, rest[0], " ".join(rest[1:]), condition, where=where)
+    elif action == "del-header" and len(rest) == 1:
+        rule = HeaderRuleSpec(action, rest[0], "", condition, where=where)
+    elif action == "redirect" and len(rest) >= 2:
+        kwargs: dict[str, Any] = {}
+        i = 2
+        while i < len(rest):
+            if rest[i] == "code" and i + 1 < len(rest) and rest[i + 1].isdigit():
+                kwargs["code"], i = int(rest[i + 1]), i + 2
+            elif rest[i] in ("drop-query", "append-slash"):
+                kwargs[rest[i].replace("-", "_")], i = True, i + 1
+            else:
+                raise ConfigError(where, f"http-request redirect: unsupported option {rest[i]!r}")
+        rule = RedirectRuleSpec(rest[0], rest[1], condition=condition, where=where, **kwargs)
+    else:
+        raise ConfigError(where, f"http-request {' '.join(words)!r} is not supported "
+                                 "(add-header, set-header, del-header, redirect)")
+    proxy.settings["rules"] = (*proxy.settings.get("rules", ()), rule)
+
+
+def kw_reqadd(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
+    """The legacy `reqadd "Name: value"` (removed in HAProxy 2.1): an add-header rule."""
+    words, cond = _split_at_condition(args)
+    line = " ".join(words)
+    name, sep, value = line.partition(":")
+    if not sep or not name.strip():
+        raise ConfigError(where, f"reqadd needs a header line \"Name: value\", got {line!r}")
+    p.note(where, f"reqadd is HAProxy's legacy form (removed in 2.1): read as "
+                  f"`http-request add-header {name.strip()} {value.strip()}`")
+    kw_http_request(p, proxy, ["add-header", name.strip(), value.strip(), *cond], where)

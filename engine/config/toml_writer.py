@@ -33,8 +33,10 @@ def to_toml(config: Config) -> str:
 
 def _fields(spec: Any, cls: type) -> list[str]:
     lines = []
+    if cls is FrontendSpec and (spec.rules or spec.routes):
+        lines += _rules(spec)
     for f in dataclasses.fields(cls):
-        if f.name in _SKIP:
+        if f.name in _SKIP or (cls is FrontendSpec and f.name in ("rules", "routes")):
             continue
         value = getattr(spec, f.name)
         if f.name in ("binds", "default_backend", "servers") or not _is_default(f, value):
@@ -74,6 +76,48 @@ def _value(value: Any, field: str = "") -> str:
     raise ValueError(f"{field}: cannot write {value!r} as TOML")
 
 
+def _rules(fe: FrontendSpec) -> list[str]:
+    """acl, rules and routes, conditions written as HAProxy's text (conditions.py reads it back)."""
+    from virtserve.engine.config.conditions import format_condition, format_match
+
+    named: dict[str, Any] = {}
+    for item in (*fe.rules, *fe.routes):
+        if item.condition is not None:
+            for group in item.condition.any_of:
+                for term in group:
+                    if term.acl.name and term.acl.name.upper() != term.acl.name:  # not TRUE, LOCALHOST...
+                        named[term.acl.name] = term.acl
+
+    def cond(item: Any) -> str:
+        c = item.condition
+        if c is None:
+            return ""
+        return f", {'unless' if c.unless else 'if'} = {_string(format_condition(c))}"
+
+    lines = []
+    if named:
+        acls = ", ".join(f"{_key(n)} = [{', '.join(_string(format_match(m)) for m in a.matches)}]"
+                         for n, a in named.items())
+        lines.append(f"acl = {{ {acls} }}\n")
+    if fe.rules:
+        out = []
+        for r in fe.rules:
+            if type(r).__name__ == "RedirectRuleSpec":
+                extra = "".join(f", {k.replace('_', '-')} = {_value(getattr(r, k))}"
+                                for k in ("code", "drop_query", "append_slash")
+                                if getattr(r, k) != type(r).__dataclass_fields__[k].default)
+                out.append(f"  {{ redirect = {{ {r.type} = {_string(r.target)}{extra} }}{cond(r)} }},\n")
+            elif r.action == "del-header":
+                out.append(f"  {{ del-header = {_string(r.name)}{cond(r)} }},\n")
+            else:
+                out.append(f"  {{ {r.action} = [{_string(r.name)}, {_string(r.value)}]{cond(r)} }},\n")
+        lines.append("rules = [\n" + "".join(out) + "]\n")
+    if fe.routes:
+        lines.append("routes = [\n" + "".join(
+            f"  {{ backend = {_string(r.backend)}{cond(r)} }},\n" for r in fe.routes) + "]\n")
+    return lines
+
+
 def _server(server: ServerSpec) -> str:
     parts = [f"name = {_string(server.name)}", f"address = {_string(_hostport(server.address, server.port))}"]
     for f in dataclasses.fields(ServerSpec):
@@ -90,7 +134,7 @@ def _inline(spec: Any) -> str:
         return _server(spec)
     parts = []
     for f in dataclasses.fields(spec):
-        if f.name in _SKIP:
+        if f.name == "where":  # a nested spec's name is a setting (the cookie's name)
             continue
         value = getattr(spec, f.name)
         if not _is_default(f, value):

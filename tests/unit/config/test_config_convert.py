@@ -111,3 +111,18 @@ def test_mangled_files_give_a_model_or_a_located_error(data):
         except ConfigError as exc:
             for line in str(exc).splitlines():
                 assert line.startswith(source + ":") and re.match(r"^\S+:\d+: ", line), (mangled, line)
+
+
+def test_rich_haproxy_and_ldirectord_files_convert_to_toml_that_loads_back_equal(tmp_path):
+    from pathlib import Path
+
+    from virtserve.engine.config import load, parse_native
+
+    ldirectord = tmp_path / "ldirectord.cf"
+    ldirectord.write_text("checktimeout=3\ncheckinterval=5\nquiescent=yes\nemailalert=ops@example.com\n"
+                          "virtual=127.0.0.1:80\n  real=127.0.0.1:81 masq 2\n  real=127.0.0.1:82 gate\n"
+                          "  fallback=127.0.0.1:99\n  service=http\n  request=\"test.html\"\n"
+                          "  receive=\"still alive\"\n  scheduler=wlc\n  persistent=300\n  netmask=255.255.255.0\n")
+    for path in (Path(__file__).with_name("rich_haproxy.cfg"), ldirectord):
+        original = load(path)
+        assert parse_native(to_toml(original), source="converted.toml") == original, path.name

@@ -95,3 +95,52 @@ def test_feature_errors_name_the_line(text, line, words):
     with pytest.raises(ConfigError) as err:
         parse(text, source="h.cfg")
     assert f"h.cfg:{line}: " in str(err.value) and words in str(err.value)
+
+
+def test_acls_use_backend_http_request_and_legacy_reqadd():
+    from virtserve.engine.config.conditions import format_condition
+    from virtserve.engine.config.haproxy import parse_with_notices
+
+    config, notices = parse_with_notices("""\
+frontend web
+    mode http
+    bind 127.0.0.1:8080
+    acl is_api path_beg /api
+    acl is_static path_end .css .js
+    use_backend api if is_api || { hdr(host) -i api.example.com }
+    use_backend static if is_static !is_api
+    http-request set-header X-Frontend web
+    http-request del-header X-Debug unless LOCALHOST
+    http-request redirect scheme https code 301 if { hdr(host) -i old.example.com }
+    reqadd X-Forwarded-Proto:\\ http
+    default_backend app
+backend app
+    mode http
+    server a 127.0.0.1:9001
+backend api
+    mode http
+    server b 127.0.0.1:9002
+backend static
+    mode http
+    server c 127.0.0.1:9003
+""", source="h.cfg")
+    (fe,) = config.frontends
+    assert [r.backend for r in fe.routes] == ["api", "static"]
+    assert format_condition(fe.routes[0].condition) == "is_api || { hdr(host) -i api.example.com }"
+    assert [(type(r).__name__, getattr(r, "action", getattr(r, "type", ""))) for r in fe.rules] == [
+        ("HeaderRuleSpec", "set-header"), ("HeaderRuleSpec", "del-header"),
+        ("RedirectRuleSpec", "scheme"), ("HeaderRuleSpec", "add-header")]
+    assert (fe.rules[3].name, fe.rules[3].value) == ("X-Forwarded-Proto", "http")
+    assert any("h.cfg:11" in n and "http-request add-header X-Forwarded-Proto http" in n for n in notices)
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("frontend f\n    bind :80\n    use_backend x if nosuch\n    default_backend x\nbackend x\n", 3, "nosuch"),
+    ("frontend f\n    bind :80\n    http-request tarpit\n    default_backend x\nbackend x\n", 3, "not supported"),
+    ("frontend f\n    bind :80\n    reqadd nocolon\n    default_backend x\nbackend x\n", 3, "Name: value"),
+    ("frontend f\n    bind :80\n    acl a frobnicate 1\n    default_backend x\nbackend x\n", 3, "acl a"),
+])
+def test_routing_errors_name_the_line(text, line, words):
+    with pytest.raises(ConfigError) as err:
+        parse(text, source="h.cfg")
+    assert f"h.cfg:{line}: " in str(err.value) and words in str(err.value)
