@@ -12,6 +12,7 @@ from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import Config, FrontendSpec
 from virtserve.engine.frontend import Frontend
 from virtserve.engine.health import Health
+from virtserve.engine.ipvs.director import Director
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener
@@ -42,6 +43,7 @@ class Engine:
         self._stopped: asyncio.Event | None = None
         self.admin: AdminPlane | None = None
         self.listeners: list[Listener] = []  # one per bind
+        self.ipvs: Director | None = None  # programs the kernel for forward = ipvs|auto frontends
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -60,10 +62,13 @@ class Engine:
         self.health = Health(state, self.backends)
         self.health.start()
         try:
+            self.ipvs = Director(self.config, self.backends, loop)
+            in_kernel = self.ipvs.start()
             for spec in self.config.frontends:
                 fe = Frontend(spec, self.backends[spec.default_backend], state, self.pool, _PROTOCOLS[spec.mode])
                 self.frontends[spec.name] = fe
-                self._listeners[spec.name] = await self._bind(spec, fe)
+                # The kernel forwards this service's packets: no userspace listener.
+                self._listeners[spec.name] = [] if spec.name in in_kernel else await self._bind(spec, fe)
             self.admin = AdminPlane(self)
             await self.admin.start()
         except BaseException:
@@ -128,6 +133,9 @@ class Engine:
         if self.admin is not None:
             await self.admin.close()
             self.admin = None
+        if self.ipvs is not None:
+            self.ipvs.close()
+            self.ipvs = None
         for servers in self._listeners.values():
             for server in servers:
                 server.close()

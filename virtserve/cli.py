@@ -168,6 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=float, default=825, help="validity in days (default 825)")
     p.set_defaults(fn=cmd_cert)
     sub.add_parser("bench", help="benchmark against HAProxy and nginx (virtserve bench --help)")
+    from virtserve.engine.ipvs import cli as ipvs_cli
+
+    ipvs_cli.add_parser(sub)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
