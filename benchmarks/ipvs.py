@@ -73,7 +73,7 @@ def wait_port(host: str, port: int, limit: float = 120.0) -> None:
 
 
 def wrk(host: str, port: int, duration: float, connections: int, close: bool) -> float:
-    args = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", f"http://{host}:{port}/"]
+    args = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", f"http://{host}:{port}/"]
     if close:
         args[1:1] = ["-H", "Connection: close"]
     out = subprocess.run(args, capture_output=True, text=True, timeout=duration + 60).stdout
