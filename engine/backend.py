@@ -115,6 +115,8 @@ class Backend:
         self.persistence = make_persistence(spec, self.servers)
         if self.persistence is not None:
             self.needs |= Needs.ADDRESS
+        # Told of every change of a server's weight in force, (backend, server): the IPVS table.
+        self.weight_listeners: list[Callable[[Backend, Server], None]] = []
 
     def _carry_over(self, old: Backend) -> None:
         """On reload: a server that stays (same name, address and port) keeps its state and
@@ -229,6 +231,8 @@ class Backend:
             return
         s.weight = weight
         self._scheduler_of(s).weight(s)
+        for listener in self.weight_listeners:
+            listener(self, s)
 
     # --- operator changes (stats page, runtime API): no reload needed ------------------------
 

@@ -14,6 +14,7 @@ from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
 from virtserve.engine.frontend import Frontend, backends_used
 from virtserve.engine.health import Health
+from virtserve.engine.ipvs.director import Director
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener
@@ -53,6 +54,8 @@ class Engine:
         self.admin: AdminPlane | None = None
         self._bound: list[_Bound] = []
         self._stopped: asyncio.Event | None = None
+        self.ipvs: Director | None = None  # programs the kernel for forward = ipvs|auto frontends
+        self._in_kernel: set[str] = set()  # frontends the kernel serves: no listener
 
     @property
     def listeners(self) -> list[Listener]:
@@ -83,6 +86,10 @@ class Engine:
         bind cannot open, nothing changes and the error is raised."""
         if self.state is None:
             raise RuntimeError("the engine is not running")
+        if self._in_kernel or any(f.forward != "userspace" for f in config.frontends):
+            # The Director programs the kernel from the config it started with.
+            raise RuntimeError("reloading services served by the kernel (forward = ipvs|auto) is not "
+                               "supported yet: restart virtserve to apply the new config")
         await self._apply(config)
         for listener in self.listeners:  # "on reload": certificates whose files changed
             if listener.store is not None:
@@ -104,12 +111,17 @@ class Engine:
                 frontends[spec.name] = old_fe
             else:
                 frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends)
+        if self.ipvs is None:  # first start: the kernel takes the services it can serve
+            self.ipvs = Director(config, backends, state.loop)
+            self._in_kernel = set(self.ipvs.start())
         # Open everything new first, so that a bind that fails changes nothing.
         spare = list(self._bound)
         kept: list[_Bound] = []
         opened: list[_Bound] = []
         try:
             for spec in config.frontends:
+                if spec.name in self._in_kernel:
+                    continue  # the kernel forwards this service's packets: no userspace listener
                 fe = frontends[spec.name]
                 for bind in spec.binds:
                     old = next((b for b in spare if b.frontend == spec.name and _same_socket(b, bind)), None)
@@ -209,6 +221,9 @@ class Engine:
         if self.health is not None:
             self.health.stop()
             self.health = None
+        if self.ipvs is not None:
+            self.ipvs.close()
+            self.ipvs = None
         for bound in self._bound:
             bound.server.close()
             await bound.server.wait_closed()
@@ -236,7 +251,7 @@ class Engine:
     @property
     def addresses(self) -> dict[str, list[tuple[str, int]]]:
         """Bound (host, port) per frontend: with port 0 in the config, the port the OS chose."""
-        out: dict[str, list[tuple[str, int]]] = {}
+        out: dict[str, list[tuple[str, int]]] = {name: [] for name in self._in_kernel}
         for bound in self._bound:
             out.setdefault(bound.frontend, []).extend(self._addresses([bound.server]))
         return out

@@ -218,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--days", type=float, default=825, help="validity in days (default 825)")
     p.set_defaults(fn=cmd_cert)
     sub.add_parser("bench", help="benchmark against HAProxy and nginx (virtserve bench --help)")
+    from virtserve.engine.ipvs import cli as ipvs_cli
+
+    ipvs_cli.add_parser(sub)
     args = parser.parse_args(argv)
     # `check` speaks like `haproxy -c`: plain lines; a server logs with time and subsystem.
     plain = args.command in ("check", "convert")

@@ -171,6 +171,9 @@ class ServerSpec:
     check: CheckSpec | None = None  # this server's own check; None: the backend's
     checked: bool = True  # false: never checked, always up (HAProxy: no `check`)
     cookie: str = ""  # value of the persistence cookie naming this server ("" = its name)
+    forward: str = "masq"  # IPVS forwarding method: masq (NAT) | gate (direct routing) | ipip (tunnel)
+    u_threshold: int = 0  # IPVS: no new connections above this many (0: no limit)
+    l_threshold: int = 0  # IPVS: take new ones again below this many
 
 
 COOKIE_MODES = ("insert", "rewrite", "prefix")
@@ -244,6 +247,7 @@ class BackendSpec:
     persistent: PersistentSpec | None = None  # IPVS persistence templates
     stick: StickSpec | None = None  # stick on the source address
     redispatch: bool = False  # option redispatch: a retry may leave the persisted server
+    ipvs: IpvsSpec | None = None  # the kernel service's protocol/fwmark/one-packet (None: tcp)
 
     @property
     def options(self) -> dict[str, Any]:
@@ -265,6 +269,45 @@ class FrontendSpec:
     # holds picks the backend, else default_backend (engine/config/rules.py).
     rules: tuple[RuleSpec, ...] = ()
     routes: tuple[RouteSpec, ...] = ()
+    forward: str = "userspace"  # L4 data path: userspace (the relay) | ipvs (the kernel) | auto
+
+
+FORWARDS = ("userspace", "ipvs", "auto")
+FORWARD_METHODS = ("masq", "gate", "ipip")
+IPVS_PROTOCOLS = ("tcp", "udp", "fwm")
+
+
+@dataclass(frozen=True, slots=True)
+class IpvsSpec:
+    """How a backend's virtual service looks in the kernel's IPVS table (ipvsadm -A): the
+    scheduler, its sh/mh flags (scheduler-options) and persistence come from the backend."""
+
+    protocol: str = "tcp"  # tcp | udp | fwm (firewall mark: one service for every bind)
+    fwmark: int = 0
+    one_packet: bool = False  # UDP: schedule every datagram on its own (ipvsadm -o)
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IpvsSyncSpec:
+    """A connection synchronisation daemon (ipvsadm --start-daemon)."""
+
+    state: str  # master | backup
+    interface: str
+    syncid: int = 0
+    where: str = field(default="", compare=False)
+
+
+@dataclass(frozen=True, slots=True)
+class IpvsGlobalSpec:
+    """The director-wide IPVS settings: connection timeouts (ipvsadm --set; 0 leaves the kernel's)
+    and sync daemons. Applied at start when any service is served by the kernel."""
+
+    tcp: float = 0.0
+    tcpfin: float = 0.0
+    udp: float = 0.0
+    sync: tuple[IpvsSyncSpec, ...] = ()
+    where: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +354,7 @@ class Config:
     log: LogSpec | None = None
     workers: int = 1  # processes sharing the listeners (SO_REUSEPORT); `run --workers` overrides
     autoreload: bool = False  # reload when the file changes (ldirectord autoreload; `run --watch`)
+    ipvs: IpvsGlobalSpec | None = None  # kernel IPVS timeouts and sync daemons
 
     def backend(self, name: str) -> BackendSpec:
         for backend in self.backends:

@@ -31,20 +31,23 @@ from virtserve.engine.config.native_admin import admin_sections
 from virtserve.engine.config import tls_keys
 from virtserve.engine.config import native_checks
 from virtserve.engine.config import native_rules
+from virtserve.engine.config import native_ipvs
 from virtserve.engine.config.toml_lines import TomlLines
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
 
-TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log", "workers", "autoreload")
+TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log", "workers", "autoreload", "ipvs")
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue", "handshake")
 FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect",
-                 *native_rules.FRONTEND_RULE_KEYS)
+                 *native_rules.FRONTEND_RULE_KEYS, *native_ipvs.FRONTEND_KEYS)
 BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
                 *native_checks.BACKEND_CHECK_KEYS,
-                "cookie", "persistent", "stick", "redispatch")
-LISTEN_KEYS = ("bind", "maxconn", "redirect", *native_rules.FRONTEND_RULE_KEYS, *BACKEND_KEYS)  # its backend is itself: no `backend` key
+                "cookie", "persistent", "stick", "redispatch", *native_ipvs.BACKEND_KEYS)
+LISTEN_KEYS = ("bind", "maxconn", "redirect", *native_rules.FRONTEND_RULE_KEYS, *native_ipvs.FRONTEND_KEYS,
+               *BACKEND_KEYS)  # its backend is itself: no `backend` key
 DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
-SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy", "check", "cookie")
+SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy", "check", "cookie",
+               *native_ipvs.SERVER_KEYS)
 
 # Words other formats use for our keys: an unknown key among them is pointed at ours.
 BIND_KEYS = ("address", "ssl", "accept-proxy")
@@ -87,6 +90,7 @@ def parse(text: str, *, source: str = "<string>") -> Config:
     builder = _Builder(_Doc(text, source))
     config = builder.build(data)
     validate(config, locate=builder.locate)
+    native_ipvs.validate(config)
     return config
 
 
@@ -95,6 +99,7 @@ def parse_dict(data: Mapping[str, Any], *, source: str = "<dict>") -> Config:
     builder = _Builder(_Doc("", source))
     config = builder.build(dict(data))
     validate(config, locate=builder.locate)
+    native_ipvs.validate(config)
     return config
 
 
@@ -164,6 +169,7 @@ class _Builder:
             kwargs["workers"] = top.get("workers", _int)
         if "autoreload" in top:
             kwargs["autoreload"] = top.get("autoreload", _bool)
+        kwargs.update(native_ipvs.top_kwargs(self, top))
         raw_defaults = top.raw["defaults"][1] if "defaults" in top else {}
         self.defaults = _Table(self.doc, ("defaults",), raw_defaults, DEFAULTS_KEYS, "[defaults]")
         for key in self.defaults.raw:  # check them even where no section inherits them
@@ -222,6 +228,7 @@ class _Builder:
             **self.inherit(table, ("mode", "maxconn", "forwardfor")),
             **({"redirect": self.redirect(table)} if "redirect" in table else {}),
             **native_rules.frontend_kwargs(self, table),
+            **native_ipvs.frontend_kwargs(self, table),
         )
         self.paths[id(spec)] = table.path
         return spec
@@ -236,6 +243,7 @@ class _Builder:
             if "scheduler" in source:
                 break
         kwargs.update(native_checks.backend_kwargs(self, table))
+        kwargs.update(native_ipvs.backend_kwargs(self, table))
         for key in ("cookie", "persistent", "stick", "redispatch"):
             if key in table:
                 kwargs[key] = table.get(key, _CONVERT[key])
@@ -371,6 +379,7 @@ class _Builder:
                              tls_keys.SERVER, f"the ssl settings of {label}")
                 kwargs["ssl"] = tls_keys.server_spec(sub, self.base, self.doc.at(sub.path))
         kwargs.update(native_checks.server_kwargs(self, table, backend))
+        kwargs.update(native_ipvs.server_kwargs(self, table))
         if "cookie" in table:
             kwargs["cookie"] = table.get("cookie", _str)
         spec = ServerSpec(
