@@ -37,6 +37,7 @@ class StatsApp:
         self.spec = spec
         self.runtime = Runtime(engine, "admin")
         self.registry = metrics.registry_for(engine)
+        self.exposition = metrics.Exposition(engine)
         self._auth = {f"{u}:{p}".encode() for u, p in spec.auth}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -95,7 +96,7 @@ class StatsApp:
         return await handler(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(self.registry), headers={"Content-Type": metrics.CONTENT_TYPE})
+        return web.Response(body=self.exposition.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def _csv(self, request: web.Request) -> web.Response:
         return web.Response(text=view.csv_text(self.engine), content_type="text/plain")

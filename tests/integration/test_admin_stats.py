@@ -165,3 +165,31 @@ async def test_two_engines_keep_their_own_registries(backends, balancer):
     assert {x.labels["proxy"] for x in ma["haproxy_frontend_sessions"].samples} == {"alpha"}
     assert {x.labels["proxy"] for x in mb["haproxy_frontend_sessions"].samples} == {"beta"}
     assert _value(mb["haproxy_frontend_sessions"], proxy="beta") == 0
+
+
+def _stable(text):
+    """The metrics text less the one value that moves with the clock between two renders."""
+    return [line.rsplit(" ", 1)[0] if line.startswith("haproxy_server_last_change_seconds") else line
+            for line in text.splitlines()]
+
+
+async def test_metrics_text_is_prometheus_clients_own_as_servers_change(backends, balancer):
+    from prometheus_client import generate_latest
+
+    web1, web2 = await backends("web1", "web2")
+    lb = await balancer(admin_topology([web1.port, web2.port], stats={"uri": "/"}))
+    stats = lb.engine.admin.stats
+    runtime = stats.runtime
+    await _traffic(lb, 5)
+    steps = [None, "set server vs/s1 state maint", f"add server vs/s3 127.0.0.1:{web1.port} enabled",
+             "set server vs/s2 state drain", "del server vs/s1", "set server vs/s2 state ready"]
+    async with aiohttp.ClientSession() as s:
+        for step in steps:
+            if step is not None:
+                assert runtime.execute(step) in ("\n", "New server registered.\n\n", "Server deleted.\n\n")
+                await _traffic(lb, 3)
+            async with s.get(stats_url(lb, "/metrics")) as r:
+                served = await r.text()
+            assert _stable(served) == _stable(generate_latest(stats.registry).decode())
+            servers = {x.labels["server"] for x in _metrics(served)["haproxy_server_weight"].samples}
+            assert servers == {x["name"] for x in lb.servers()}
