@@ -198,8 +198,7 @@ def _walk(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, A
         status = view.backend_status(b)
         for state in ("DOWN", "UP"):
             bk.add("gauge", "status", "Current status of the service.", lab + [state], state == status, ["state"])
-        current = sum(s.active for s in b.servers)
-        c.seen(current)
+        current = view.backend_current(b)
         bk.add("gauge", "current_sessions", "Number of current sessions.", lab, current)
         bk.add("gauge", "max_sessions", "Maximum observed number of active sessions.", lab, c.max_cur)
         bk.add("counter", "sessions_total", "Total number of sessions.", lab, b.total)
