@@ -17,6 +17,7 @@ from .scenarios import (
     PICK_COST,
     QUICK_SCENARIOS,
     SCENARIOS,
+    SCRAPE_COST,
     BenchOptions,
     pick_cost_module,
     run_benchmarks,
@@ -77,8 +78,8 @@ def options_from_args(args: argparse.Namespace) -> BenchOptions:
     quick = args.quick
     chosen = [name for group in (args.scenarios or []) for name in group]
     if not chosen:
-        chosen = list(QUICK_SCENARIOS) if quick else [*SCENARIOS, PICK_COST]
-    known = [*SCENARIOS, PICK_COST]
+        chosen = list(QUICK_SCENARIOS) if quick else [*SCENARIOS, PICK_COST, SCRAPE_COST]
+    known = [*SCENARIOS, PICK_COST, SCRAPE_COST]
     unknown = [n for n in chosen if n not in known]
     if unknown:
         raise ValueError(f"unknown scenario {', '.join(map(repr, unknown))}; "
@@ -115,6 +116,8 @@ def print_list() -> None:
         print(f"  {'*' if s.quick else ' '} {s.name:<22} {s.description}")
     pick = "available" if pick_cost_module() else "unavailable: benchmarks/pick_cost.py is not present"
     print(f"    {PICK_COST:<22} scheduler pick cost ({pick})")
+    print(f"    {SCRAPE_COST:<22} l7-keepalive-small through virtserve with and without a "
+          "/metrics scrape every 100 ms")
     print("targets:")
     for name, cls in RUNNERS.items():
         why = cls.unavailable_reason()

@@ -130,6 +130,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"- {name}: {first}")
     lines += _scaling(report.get("scaling", {}))
     lines += _pick_cost(report.get("pick_cost"))
+    lines += _scrape_cost(report.get("scrape_cost"))
     su = report.get("startup", {})
     if su:
         lines.append("")
@@ -188,6 +189,31 @@ def _pick_cost(pick: dict[str, Any] | None) -> list[str]:
         lines += ["| " + " | ".join(_cell(r.get(k)) for k in keys) + " |" for r in rows]
         return lines
     return lines + ["```json", json.dumps(result, indent=2, default=str), "```"]
+
+
+def _scrape_cost(sc: dict[str, Any] | None) -> list[str]:
+    if not sc:
+        return []
+    lines = ["", "## Cost of a /metrics scrape every "
+             f"{sc.get('interval_s', 0.1) * 1000:g} ms", ""]
+    if "error" in sc:
+        return lines + [f"- failed: {sc['error']}"]
+    med = sc["medians"]
+    change, cpu = sc.get("requests_per_s_change_pct"), sc.get("req_per_cpu_s_change_pct")
+    share = sc.get("scrape_cpu_share_pct")
+    lines += [f"{sc['scenario']} through one virtserve with stats on, runs alternating quiet and "
+              f"scraped ({sc['runs_per_arm']} each, medians).", "",
+              "| arm | req/s | req/CPU-s |", "|---|---:|---:|",
+              f"| quiet | {fmt_int(med['quiet']['requests_per_s'])} | {fmt_int(med['quiet']['req_per_cpu_s'])} |",
+              f"| scraped | {fmt_int(med['scraped']['requests_per_s'])} | {fmt_int(med['scraped']['req_per_cpu_s'])} |",
+              "",
+              f"Change: {'-' if change is None else f'{change:+.2f}%'} req/s, "
+              f"{'-' if cpu is None else f'{cpu:+.2f}%'} req per proxy CPU-second (limit "
+              f"{sc['limit_pct']:g}%). One scrape: {sc.get('cpu_per_scrape_ms')} ms of proxy CPU "
+              f"(idle), {'-' if share is None else f'{share:.2f}%'} of the proxy's CPU under load; "
+              f"latency median {sc['scrape_ms']['median']} ms, p99 {sc['scrape_ms']['p99']} ms; "
+              f"{sc.get('metrics_bytes')} bytes."]
+    return lines
 
 
 def _cell(v: Any) -> str:

@@ -46,6 +46,7 @@ __all__ = [
     "SCENARIOS",
     "QUICK_SCENARIOS",
     "PICK_COST",
+    "SCRAPE_COST",
     "pick_cost_module",
     "DEFAULT_TARGETS",
     "BenchOptions",
@@ -113,6 +114,7 @@ SCENARIOS: dict[str, Scenario] = {
 }
 QUICK_SCENARIOS = tuple(name for name, sc in SCENARIOS.items() if sc.quick)
 PICK_COST = "pick-cost"  # not a proxy scenario: benchmarks/pick_cost.py when present
+SCRAPE_COST = "scrape-cost"  # l7-keepalive-small with and without /metrics scrapes: scrape_cost.py
 
 
 def pick_cost_module():
@@ -484,8 +486,8 @@ def run_benchmarks(opts: BenchOptions) -> dict[str, Any]:
     measured) and a markdown copy is written at the end; ``report["files"]`` lists them.
     """
     for name in opts.scenarios:
-        if name not in SCENARIOS and name != PICK_COST:
-            raise ValueError(f"unknown scenario {name!r}; known: {', '.join([*SCENARIOS, PICK_COST])}")
+        if name not in SCENARIOS and name not in (PICK_COST, SCRAPE_COST):
+            raise ValueError(f"unknown scenario {name!r}; known: {', '.join([*SCENARIOS, PICK_COST, SCRAPE_COST])}")
     for name in opts.targets:
         if name not in RUNNERS:
             raise ValueError(f"unknown target {name!r}; known: {', '.join(RUNNERS)}")
@@ -501,7 +503,8 @@ def run_benchmarks(opts: BenchOptions) -> dict[str, Any]:
     startup_targets = [t for t in opts.startup_targets if t in opts.targets]
     if opts.log is None and opts.progress is None:
         total = (len(proxy_scenarios) * len(opts.targets) * _units_per_target(opts)
-                 + (opts.startup_samples * len(startup_targets)) + (PICK_COST in opts.scenarios))
+                 + (opts.startup_samples * len(startup_targets)) + (PICK_COST in opts.scenarios)
+                 + (SCRAPE_COST in opts.scenarios))
         opts.progress = own_bar = Progress(total)
     else:
         own_bar = None
@@ -575,6 +578,18 @@ def _run_all(report: dict[str, Any], opts: BenchOptions, tool: str, proxy_scenar
         opts.step("pick cost")
         if "unavailable" in report["pick_cost"]:
             opts.emit(f"  unavailable: {report['pick_cost']['unavailable']}")
+    if SCRAPE_COST in opts.scenarios:
+        from .scrape_cost import run as run_scrape_cost
+
+        try:
+            report["scrape_cost"] = run_scrape_cost(
+                runs=opts.runs, duration=opts.duration, warmup=opts.warmup,
+                connections=opts.connections, python=opts.python, backend=opts.backend,
+                load_tool=tool, log=opts.emit)
+        except (LoadError, StartError, Unavailable) as e:  # the other results stand
+            report["scrape_cost"] = {"error": f"{type(e).__name__}: {e}"}
+            opts.emit(f"  scrape cost failed: {_first_line(str(e))}")
+        opts.step("scrape cost")
     if opts.startup_samples > 0 and startup_targets:
         opts.emit(f"start-up to first accepted connection ({opts.startup_samples} samples)")
         report["startup"] = measure_startup(startup_targets, opts.startup_samples, opts)

@@ -284,7 +284,7 @@ class Backend:
              "backup": s.backup, "active": s.active, "total": s.total, "failures": s.failures,
              "status": "UP" if s.healthy else "DOWN", "fallback": s is self.fallback,
              "check": s.last_check.as_dict() if s.last_check is not None else None,
-             "last_change": s.last_change}
+             "last_change": s.last_change, "admin": s.admin or "ready"}
             for s in self.servers + ([self.fallback] if self.fallback is not None else [])
         ]
 

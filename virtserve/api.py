@@ -15,6 +15,7 @@ from concurrent.futures import Future
 from typing import Any, Mapping
 
 from virtserve.engine.config.model import Config
+from virtserve.engine.config.validate import WEIGHT_MAX
 from virtserve.engine.engine import Engine
 
 ConfigLike = Config | Mapping[str, Any] | str | os.PathLike
@@ -83,6 +84,37 @@ class Balancer:
                 raise ValueError(f"name one of the backends: {', '.join(backends)}")
             backend = next(iter(backends))
         return backends[backend].state()
+
+    def set_server(self, backend: str, server: str, state: str | None = None,
+                   weight: int | None = None) -> dict[str, Any]:
+        """Steer a server live, as `set server B/S state|weight` on the runtime socket does.
+
+        state: "ready", "drain" (no new connections or requests; those in flight finish) or
+        "maint" (out of service). weight: the operator's weight, 0..256, in force once the
+        server is ready. Returns the server's live state; unknown names raise KeyError, bad
+        values ValueError, and nothing changes then."""
+        b = self.engine.backends.get(backend)
+        if b is None:
+            raise KeyError(f"no backend {backend!r}; there are: {', '.join(self.engine.backends)}")
+        s = b.by_name.get(server)
+        if s is None:
+            raise KeyError(f"no server {server!r} in backend {backend!r}; there are: {', '.join(b.by_name)}")
+        admin = None
+        if state is not None:
+            admin = _ADMIN_STATES.get(state)
+            if admin is None:
+                raise ValueError(f"state must be one of {', '.join(_ADMIN_STATES)}, not {state!r}")
+        if weight is not None and (isinstance(weight, bool) or not isinstance(weight, int)
+                                   or not 0 <= weight <= WEIGHT_MAX):
+            raise ValueError(f"weight must be a whole number from 0 to {WEIGHT_MAX}, not {weight!r}")
+        if weight is not None:
+            b.set_user_weight(s, weight)
+        if admin is not None:
+            b.set_admin(s, admin)
+        return next(x for x in b.state() if x["name"] == s.name)
+
+
+_ADMIN_STATES = {"ready": "", "drain": "drain", "maint": "maint"}
 
 
 def serve(config: ConfigLike) -> Balancer:
@@ -171,6 +203,11 @@ class BlockingBalancer:
 
     def reload(self, config: ConfigLike) -> None:
         self.call(self._lb.reload, config)  # type: ignore[union-attr]
+
+    def set_server(self, backend: str, server: str, state: str | None = None,
+                   weight: int | None = None) -> dict[str, Any]:
+        """Balancer.set_server, run on the engine's loop."""
+        return self.call(self._lb.set_server, backend, server, state, weight)  # type: ignore[union-attr]
 
 
 def serve_blocking(config: ConfigLike) -> BlockingBalancer:

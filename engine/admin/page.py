@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hmac
 import html
+import time
 from urllib.parse import quote
 from typing import TYPE_CHECKING, Any
 
@@ -21,14 +22,25 @@ if TYPE_CHECKING:
     from virtserve.engine.config.model import StatsSpec
     from virtserve.engine.engine import Engine
 
-_COLORS = {"UP": "#c0f0c0", "DOWN": "#ff9090", "MAINT": "#c0c0ff", "DRAIN": "#ffd080", "OPEN": "#c0f0c0"}
-_CSS = """body{font-family:sans-serif;font-size:13px;margin:1em}h1{font-size:18px}
-table{border-collapse:collapse;margin-bottom:1.5em}th,td{border:1px solid #999;padding:2px 6px;text-align:right}
-th{background:#d0d8e8}td.n{text-align:left;font-weight:bold}caption{text-align:left;font-weight:bold;
-font-size:15px;padding:4px 0}tr.fe td,tr.be td{background:#eee}.st{text-align:center}"""
-_COLS = ("Name", "Status", "LastChk", "Wght", "Cur", "Max", "Limit", "Total", "Queue", "Bytes in",
-         "Bytes out", "Req err", "Denied", "Conn err", "Resp err", "Retr", "Redis", "2xx", "4xx",
-         "5xx", "Ctime ms", "Rtime ms", "Ttime ms")
+# Row colours as HAProxy's stats page: the whole row tells the server's state at a glance.
+_ROW = {"UP": "up", "DOWN": "down", "MAINT": "maint", "DRAIN": "drain"}
+_CSS = """body{font-family:Arial,Helvetica,sans-serif;font-size:12px;margin:10px;color:#000}
+h1{font-size:17px;margin:0 0 2px}p.info{margin:0 0 8px;color:#333}
+table{border-collapse:collapse;margin:2px 0 4px}caption{text-align:left;font-weight:bold;font-size:14px;
+padding:8px 0 3px}th,td{border:1px solid #999;padding:2px 5px;white-space:nowrap}
+th{background:#20406a;color:#fff;font-weight:normal}th.g{background:#2c5888}
+td{text-align:right;font-variant-numeric:tabular-nums}td.n{text-align:left;font-weight:bold}td.t{text-align:left}
+tr.px td{background:#e8e8d0;font-weight:bold}tr.up td,td.up{background:#c0ffc0}tr.bup td,td.bup{background:#b0d0ff}
+tr.down td,td.down{background:#ff9090}tr.maint td,td.maint{background:#d8a060}tr.drain td,td.drain{background:#30a4ff}
+td.z{color:#999}table.leg td{text-align:left;padding:2px 8px}form{margin:0 0 6px}"""
+_LEGEND = (("up", "active UP"), ("bup", "backup UP"), ("drain", "DRAIN: no new work, current work finishes"),
+           ("maint", "MAINT: out of service"), ("down", "DOWN: failed its checks"))
+# (group, columns): two header rows, as HAProxy groups its columns
+_GROUPS = (("", ("Name", "Status", "LastChk", "Wght", "Act", "Bck")),
+           ("Queue", ("Cur",)), ("Sessions", ("Cur", "Max", "Limit", "Total")),
+           ("Bytes", ("In", "Out")), ("Denied", ("Req",)), ("Errors", ("Req", "Conn", "Resp")),
+           ("Warnings", ("Retr", "Redis")), ("Responses", ("2xx", "4xx", "5xx")),
+           ("Avg. time ms", ("Connect", "Response", "Total")))
 
 
 class StatsApp:
@@ -37,6 +49,7 @@ class StatsApp:
         self.spec = spec
         self.runtime = Runtime(engine, "admin")
         self.registry = metrics.registry_for(engine)
+        self.exposition = metrics.Exposition(engine)
         self._auth = {f"{u}:{p}".encode() for u, p in spec.auth}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -95,7 +108,7 @@ class StatsApp:
         return await handler(request)
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=metrics.render(self.registry), headers={"Content-Type": metrics.CONTENT_TYPE})
+        return web.Response(body=self.exposition.render(), headers={"Content-Type": metrics.CONTENT_TYPE})
 
     async def _csv(self, request: web.Request) -> web.Response:
         return web.Response(text=view.csv_text(self.engine), content_type="text/plain")
@@ -131,14 +144,20 @@ class StatsApp:
         e = self.engine
         refresh = f'<meta http-equiv="refresh" content="{int(spec.refresh)}">' if spec.refresh else ""
         version = "" if spec.hide_version else f" version {VERSION}"
+        rows = list(view.rows(e))
+        fronts = [r for r in rows if r["type"] == view.TYPE_FRONTEND]
+        up = int(time.time() - self.runtime.started)
         out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Statistics Report</title>{refresh}"
-               f"<style>{_CSS}</style></head><body><h1>virtserve{version}: statistics report</h1>"]
+               f"<style>{_CSS}</style></head><body><h1>virtserve{version}: statistics report</h1>"
+               f'<p class="info">uptime {_age(up)}; {sum(int(r["scur"]) for r in fronts)} current '
+               f'sessions, {sum(int(r["stot"]) for r in fronts)} in all; '
+               f'{"refreshed every " + _age(int(spec.refresh)) if spec.refresh else "not refreshed"}</p>']
+        out.append('<table class="leg"><tr>' + "".join(f'<td class="{c}">{t}</td>' for c, t in _LEGEND)
+                   + "</tr></table>")
         if result:
             out.append(f"<p><b>Action: {html.escape(result)}</b></p>")
-        rows = list(view.rows(e))
-        fronts = {r["pxname"]: r for r in rows if r["type"] == view.TYPE_FRONTEND}
-        for name, r in fronts.items():
-            out.append(self._table(name, "frontend", [r], None))
+        for r in fronts:
+            out.append(self._table(str(r["pxname"]), "frontend", [r], None))
         for b in e.backends.values():
             mine = [r for r in rows if r["type"] != view.TYPE_FRONTEND and r["pxname"] == b.name]
             out.append(self._table(b.name, "backend", mine, b.name if spec.admin else None))
@@ -147,32 +166,42 @@ class StatsApp:
 
     def _table(self, name: str, kind: str, rows: list[dict[str, Any]], admin: str | None) -> str:
         esc = html.escape
-        head = "".join(f"<th>{c}</th>" for c in (("",) if admin else ()) + _COLS)
+        box = '<th rowspan="2"></th>' if admin else ""
+        top = box + "".join(f'<th colspan="{len(cols)}" class="g">{g}</th>' if g else
+                            "".join(f'<th rowspan="2">{c}</th>' for c in cols) for g, cols in _GROUPS)
+        sub = "".join(f"<th>{c}</th>" for g, cols in _GROUPS if g for c in cols)
         body = []
         for r in rows:
             srv = r["type"] == view.TYPE_SERVER
-            cls = "" if srv else (' class="fe"' if r["type"] == view.TYPE_FRONTEND else ' class="be"')
             status = str(r.get("status", ""))
-            if srv and r.get("lastchg", "") != "":
-                status += f" {_age(int(r['lastchg']))}"
-            color = _COLORS.get(str(r.get("status")), "#fff")
+            cls = "px"
+            if srv:
+                cls = _ROW.get(status, "")
+                if cls == "up" and r.get("bck"):
+                    cls = "bup"
+                if r.get("lastchg", "") != "":
+                    status += f" {_age(int(r['lastchg']))}"
             chk = r.get("check_status", "")
             if chk and r.get("check_duration", "") != "":
                 chk = f"{chk} in {r['check_duration']}ms"
-            cells = [esc(str(r["svname"])), status, chk, r.get("weight", ""), r.get("scur", ""),
-                     r.get("smax", ""), r.get("slim", ""), r.get("stot", ""), r.get("qcur", ""),
-                     _bytes(r.get("bin", 0)), _bytes(r.get("bout", 0)), r.get("ereq", ""), r.get("dreq", ""),
-                     r.get("econ", ""), r.get("eresp", ""), r.get("wretr", ""), r.get("wredis", ""),
-                     r.get("hrsp_2xx", ""), r.get("hrsp_4xx", ""), r.get("hrsp_5xx", ""),
-                     r.get("ctime", ""), r.get("rtime", ""), r.get("ttime", "")]
-            tds = [f'<td class="n">{cells[0]}</td>', f'<td class="st" style="background:{color}">{esc(status)}</td>']
-            tds += [f"<td>{esc(str(c))}</td>" for c in cells[2:]]
+            yes = {1: "Y", 0: "-"}
+            numbers = [r.get("qcur", ""), r.get("scur", ""), r.get("smax", ""), r.get("slim", ""),
+                       r.get("stot", ""), _bytes(r.get("bin", 0)), _bytes(r.get("bout", 0)), r.get("dreq", ""),
+                       r.get("ereq", ""), r.get("econ", ""), r.get("eresp", ""), r.get("wretr", ""),
+                       r.get("wredis", ""), r.get("hrsp_2xx", ""), r.get("hrsp_4xx", ""), r.get("hrsp_5xx", ""),
+                       r.get("ctime", ""), r.get("rtime", ""), r.get("ttime", "")]
+            tds = [f'<td class="n">{esc(str(r["svname"]))}</td>', f'<td class="t">{esc(status)}</td>',
+                   f'<td class="t">{esc(str(chk))}</td>', f"<td>{r.get('weight', '')}</td>",
+                   f"<td>{yes.get(r.get('act'), '') if srv else ''}</td>",
+                   f"<td>{yes.get(r.get('bck'), '') if srv else ''}</td>"]
+            tds += [f'<td class="z">0</td>' if str(c) in ("0", "0B") else f"<td>{esc(str(c))}</td>"
+                    for c in numbers]
             if admin:
-                box = (f'<td><input type="checkbox" name="s" value="{esc(str(r["svname"]))}"></td>'
-                       if srv else "<td></td>")
-                tds.insert(0, box)
-            body.append(f"<tr{cls}>{''.join(tds)}</tr>")
-        table = (f"<table><caption>{esc(name)} ({kind})</caption><tr>{head}</tr>{''.join(body)}</table>")
+                tds.insert(0, f'<td><input type="checkbox" name="s" value="{esc(str(r["svname"]))}"></td>'
+                           if srv else "<td></td>")
+            body.append(f'<tr class="{cls}">{"".join(tds)}</tr>')
+        table = (f"<table><caption>{esc(name)} ({kind})</caption><tr>{top}</tr><tr>{sub}</tr>"
+                 f"{''.join(body)}</table>")
         if not admin:
             return table
         return (f'<form method="post" action="{esc(self.spec.uri)}">{table}'

@@ -62,6 +62,16 @@ def server_check(s: Server) -> tuple[str, str, float | None]:
     return status, "" if result.code is None else str(result.code), result.duration
 
 
+def backend_current(b: Backend) -> int:
+    """A backend's current sessions, sampled now; its max sessions follows what is seen. The
+    data path counts only per server, so a backend's max is at least its busiest server's max."""
+    current = sum(s.active for s in b.servers)
+    c = b.counters
+    c.seen(current)
+    c.seen(max((s.counters.max_cur for s in b.servers), default=0))
+    return current
+
+
 def backend_status(b: Backend) -> str:
     return "UP" if any(server_status(s) in ("UP", "DRAIN") for s in b.servers) or not b.servers else "DOWN"
 
@@ -140,9 +150,7 @@ def rows(engine: Engine) -> Iterator[dict[str, Any]]:
         iid += 1
         for s in b.servers:
             yield server_row(b, s, iid)
-        current = sum(s.active for s in b.servers)
-        b.counters.seen(current)
-        yield backend_row(b, iid, current)
+        yield backend_row(b, iid, backend_current(b))
 
 
 def csv_text(engine: Engine) -> str:

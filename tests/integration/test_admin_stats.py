@@ -1,4 +1,5 @@
 """Stats page and CSV over real HTTP; Prometheus text through prometheus-client's parser."""
+import asyncio
 import base64
 import csv
 import io
@@ -165,3 +166,67 @@ async def test_two_engines_keep_their_own_registries(backends, balancer):
     assert {x.labels["proxy"] for x in ma["haproxy_frontend_sessions"].samples} == {"alpha"}
     assert {x.labels["proxy"] for x in mb["haproxy_frontend_sessions"].samples} == {"beta"}
     assert _value(mb["haproxy_frontend_sessions"], proxy="beta") == 0
+
+
+def _stable(text):
+    """The metrics text less the one value that moves with the clock between two renders."""
+    return [line.rsplit(" ", 1)[0] if line.startswith("haproxy_server_last_change_seconds") else line
+            for line in text.splitlines()]
+
+
+async def test_metrics_text_is_prometheus_clients_own_as_servers_change(backends, balancer):
+    from prometheus_client import generate_latest
+
+    web1, web2 = await backends("web1", "web2")
+    lb = await balancer(admin_topology([web1.port, web2.port], stats={"uri": "/"}))
+    stats = lb.engine.admin.stats
+    runtime = stats.runtime
+    await _traffic(lb, 5)
+    steps = [None, "set server vs/s1 state maint", f"add server vs/s3 127.0.0.1:{web1.port} enabled",
+             "set server vs/s2 state drain", "del server vs/s1", "set server vs/s2 state ready"]
+    async with aiohttp.ClientSession() as s:
+        for step in steps:
+            if step is not None:
+                assert runtime.execute(step) in ("\n", "New server registered.\n\n", "Server deleted.\n\n")
+                await _traffic(lb, 3)
+            async with s.get(stats_url(lb, "/metrics")) as r:
+                served = await r.text()
+            assert _stable(served) == _stable(generate_latest(stats.registry).decode())
+            servers = {x.labels["server"] for x in _metrics(served)["haproxy_server_weight"].samples}
+            assert servers == {x["name"] for x in lb.servers()}
+
+
+async def test_page_colours_each_server_row_by_its_state(backends, balancer):
+    web1, web2, web3 = await backends("web1", "web2", "web3")
+    lb = await balancer(admin_topology([web1.port, web2.port, web3.port], stats={"uri": "/"}))
+    lb.set_server("vs", "s2", state="drain")
+    lb.set_server("vs", "s3", state="maint")
+    await _traffic(lb, 4)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(stats_url(lb, "/")) as r:
+            page = await r.text()
+    rows = {}
+    for tr in page.split("<tr")[1:]:
+        cls = tr.split('"', 2)[1] if tr.startswith(' class="') else ""
+        name = tr.split('<td class="n">', 1)[1].split("<", 1)[0] if '<td class="n">' in tr else None
+        if name:
+            rows.setdefault(name, []).append(cls)
+    assert rows["s1"] == ["up"] and rows["s2"] == ["drain"] and rows["s3"] == ["maint"]
+    assert rows["FRONTEND"] == ["px"] and rows["BACKEND"] == ["px"]
+    assert ">DRAIN " in page and ">MAINT " in page  # the status, with the time since it changed
+    assert page.count('<th colspan="4" class="g">Sessions</th>') == 2  # grouped headers, as HAProxy's
+
+
+async def test_backend_max_sessions_is_at_least_its_busiest_servers(backends, balancer):
+    (web1,) = await backends("web1")
+    lb = await balancer(admin_topology([web1.port], stats={"uri": "/"}))
+    async with aiohttp.ClientSession() as s:
+        slow = [asyncio.ensure_future(s.get(lb.url + "/slow/0.3")) for _ in range(3)]
+        async with asyncio.timeout(5):
+            while lb.servers()[0]["active"] != 3:
+                await asyncio.sleep(0.01)
+        for r in await asyncio.gather(*slow):
+            assert r.status == 200
+        async with s.get(stats_url(lb, "/;csv")) as r:  # first read after the burst ended
+            by = {row["svname"]: row for row in _csv(await r.text())}
+    assert by["s1"]["smax"] == "3" and by["BACKEND"]["smax"] == "3" and by["BACKEND"]["scur"] == "0"

@@ -107,3 +107,22 @@ async def test_ipv6_listener_forwards_the_client_address(backends):
         async with aiohttp.ClientSession() as s:
             headers = dict((await (await s.get(lb.url + "/headers")).json())["headers"])
         assert headers["X-Forwarded-For"] == "::1"
+
+
+def test_blocking_set_server_steers_weight_and_state_and_refuses_bad_input():
+    with virtserve.serve_blocking(_dict([1, 2], scheduler="wrr")) as lb:
+        assert lb.set_server("web", "s0", weight=5) == {**lb.servers()[0], "weight": 5, "admin": "ready"}
+        drained = lb.set_server("web", "s1", state="drain", weight=3)
+        assert drained["admin"] == "drain" and drained["weight"] == 0  # no new work while drained
+        assert lb.set_server("web", "s1", state="ready")["weight"] == 3  # the operator's weight back
+        assert lb.set_server("web", "s1", state="maint")["admin"] == "maint"
+        with pytest.raises(KeyError, match="no backend 'nope'; there are: web"):
+            lb.set_server("nope", "s0", state="drain")
+        with pytest.raises(KeyError, match="no server 'nope' in backend 'web'; there are: s0, s1"):
+            lb.set_server("web", "nope", state="drain")
+        with pytest.raises(ValueError, match="state must be one of ready, drain, maint"):
+            lb.set_server("web", "s0", state="down", weight=9)
+        with pytest.raises(ValueError, match="weight must be a whole number from 0 to 256"):
+            lb.set_server("web", "s0", state="drain", weight=257)
+        s0 = lb.servers()[0]
+        assert s0["weight"] == 5 and s0["admin"] == "ready"  # refused calls changed nothing

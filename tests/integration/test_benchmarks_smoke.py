@@ -182,6 +182,20 @@ def test_pick_cost_hook_reports_the_module_result(tmp_path, monkeypatch):
     assert "| rr | 120 |" in open(report["files"]["markdown"]).read()
 
 
+@pytest.mark.timeout(90)
+def test_scrape_cost_runs_both_arms_against_a_stats_enabled_virtserve(tmp_path):
+    report = run_benchmarks(_options(tmp_path, ["direct"], scenarios=("scrape-cost",), runs=1))
+    sc = _load_report(report)["scrape_cost"]
+    assert "error" not in sc, sc
+    arms = [(r["arm"], r.get("scrapes", 0)) for r in sc["runs"]]
+    assert [a for a, _ in arms] == ["quiet", "scraped"]
+    assert arms[1][1] >= 2  # /metrics answered while the load ran (0.5 s at one per 100 ms)
+    assert all(r["requests"] > 0 and r["error_count"] == 0 for r in sc["runs"])
+    assert sc["scrape_ms"]["errors"] == 0 and sc["metrics_bytes"] > 1000
+    assert sc["cpu_per_scrape_ms"] > 0 and sc["requests_per_s_change_pct"] is not None
+    assert "## Cost of a /metrics scrape every 100 ms" in open(report["files"]["markdown"]).read()
+
+
 @pytest.mark.timeout(60)
 def test_cli_list_and_clear_errors(tmp_path):
     import subprocess
@@ -193,7 +207,7 @@ def test_cli_list_and_clear_errors(tmp_path):
     listed = bench("--list")
     assert listed.returncode == 0
     for name in ("l7-keepalive-small", "l7-close-small", "l7-keepalive-64k", "l4-bulk",
-                 "tls-handshake", "l7-keepalive-small-2w", "pick-cost"):
+                 "tls-handshake", "l7-keepalive-small-2w", "pick-cost", "scrape-cost"):
         assert name in listed.stdout
     bad = bench("--scenarios", "l7-keepalive-small,nope")
     assert bad.returncode == 2 and "unknown scenario 'nope'" in bad.stderr
