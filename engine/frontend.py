@@ -47,6 +47,9 @@ class Frontend:
         self.waiting: deque[WaitingProtocol] = deque()  # accepted beyond maxconn
         self.counters = Counters()
         self.log: Any = None  # an AccessLog when logging is on: the data path tests `is not None`
+        # Set when a reload replaces this frontend: its clients are answered, told
+        # `connection: close`, and closed.
+        self.retired = False
 
     def protocol(self) -> asyncio.Protocol:
         """The listener's protocol factory. Beyond maxconn a connection is accepted but not

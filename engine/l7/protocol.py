@@ -382,7 +382,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         # A server connection paused for this exchange (a slow upload) no longer holds the
         # client back; left set, the flag would keep the client paused for good.
         self._resume(_UPSTREAM)
-        if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining:
+        if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining or self.fe.retired:
             self._close()
             return
         if self.queue:
@@ -394,6 +394,17 @@ class HttpProxyProtocol(asyncio.Protocol):
             self._close()  # a half-closed client sends nothing more: do not wait for it
         else:
             self.deadline = self.state.now + self.fe.t_keep_alive
+
+    def closes_after(self, ex: Exchange) -> bool:
+        """This client connection closes once ex's response is sent (the tests response_done
+        makes, known when the response head is)."""
+        if not ex.complete:
+            ex.keep_alive = False  # told close while the body still comes: closed even if it ends
+            return True
+        # Not when a refused request comes next (self.fatal): its error answer says close
+        # itself, and a client told close before it would not read it (llhttp refuses to).
+        return (not ex.keep_alive or ex.upgrade or self.state.draining or self.fe.retired
+                or (self.eof and not self.queue))
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         """No response can come for ex: answer with status if the client has seen nothing of it."""

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from virtserve.engine.l7.closing import mark_close
 from virtserve.engine.persist import edit_response
 
 if TYPE_CHECKING:
@@ -183,7 +184,11 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         ex = self.ex
         ex.status = status  # type: ignore[union-attr]
         ex.t_resp = self.state.loop.time()  # type: ignore[union-attr]
-        if self.ex.head_request:  # type: ignore[union-attr]
+        if self.keep_alive and status != 101 and self.client.closes_after(ex):  # type: ignore[union-attr]
+            # The client connection closes after this response: say so in its head.
+            edit = ex.response_edit  # type: ignore[union-attr]
+            ex.response_edit = mark_close if edit is None else lambda head: mark_close(edit(head))  # type: ignore[union-attr]
+        if ex.head_request:  # type: ignore[union-attr]
             raise _HeadResponseEnd
 
     def on_message_complete(self) -> None:
