@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.counters import Counters
@@ -113,6 +114,10 @@ class Backend:
         self.persistence = make_persistence(spec, self.servers)
         if self.persistence is not None:
             self.needs |= Needs.ADDRESS
+        # Counting (admin/accounting.py): removed servers' counters stay in the backend's
+        # totals; the frontends that send here (more than one: each keeps its own totals).
+        self.removed_counters: list[Counters] = []
+        self.frontends: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _scheduler_of(self, s: Server) -> Scheduler:
         if s.backup:
@@ -258,6 +263,7 @@ class Backend:
         """Forget s; only once nothing is in flight on it (the caller checks `active`)."""
         self._scheduler_of(s).remove(s)
         self.servers.remove(s)
+        self.removed_counters.append(s.counters)
         del self.by_name[s.name]
 
     def state(self) -> list[dict[str, Any]]:

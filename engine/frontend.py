@@ -50,6 +50,13 @@ class Frontend:
         # Set when a reload replaces this frontend: its clients are answered, told
         # `connection: close`, and closed.
         self.retired = False
+        # Requests are counted per server and summed when read; a backend that several
+        # frontends share cannot say which sent what, so each of those counts its own too.
+        self.tally = False
+        backend.frontends.add(self)
+        if len(backend.frontends) > 1:
+            for fe in backend.frontends:
+                fe.tally = True
 
     def protocol(self) -> asyncio.Protocol:
         """The listener's protocol factory. Beyond maxconn a connection is accepted but not

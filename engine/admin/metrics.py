@@ -93,7 +93,7 @@ class EngineCollector(Collector):
         e = self.engine
         fr = _Families("haproxy_frontend", ["proxy"])
         for fe in e.frontends.values():
-            c, lab = fe.counters, [fe.name]
+            c, lab = view.frontend_counters(fe), [fe.name]
             fr.add("gauge", "current_sessions", "Number of current sessions.", lab, fe.current)
             fr.add("gauge", "max_sessions", "Maximum observed number of active sessions.", lab, c.max_cur)
             fr.add("gauge", "limit_sessions", "Configured session limit.", lab, fe.maxconn)
@@ -110,12 +110,13 @@ class EngineCollector(Collector):
         bk = _Families("haproxy_backend", ["proxy"])
         sv = _Families("haproxy_server", ["proxy", "server"])
         for b in e.backends.values():
-            c, lab = b.counters, [b.name]
+            lab = [b.name]
             status = view.backend_status(b)
             for state in ("DOWN", "UP"):
                 bk.add("gauge", "status", "Current status of the service.", lab + [state], state == status, ["state"])
             current = sum(s.active for s in b.servers)
-            c.seen(current)
+            b.counters.seen(current)
+            c = view.backend_counters(b)
             bk.add("gauge", "current_sessions", "Number of current sessions.", lab, current)
             bk.add("gauge", "max_sessions", "Maximum observed number of active sessions.", lab, c.max_cur)
             bk.add("counter", "sessions_total", "Total number of sessions.", lab, b.total)

@@ -138,7 +138,9 @@ class HttpProxyProtocol(asyncio.Protocol):
         fe = self.fe
         fe.current += 1
         fe.total += 1
-        fe.counters.seen(fe.current)
+        fc = fe.counters
+        if fe.current > fc.max_cur:
+            fc.max_cur = fe.current
         self.state.conns.add(self)
         self.t_accept = self.state.now
         self.deadline = self.state.now + fe.t_http_request
