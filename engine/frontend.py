@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import FrontendSpec
+from virtserve.schedulers.base import Needs
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Backend
@@ -53,6 +54,10 @@ class Frontend:
         # Requests are counted per server and summed when read; a backend that several
         # frontends share cannot say which sent what, so each of those counts its own too.
         self.tally = False
+        # What the connections must give the scheduler, as plain booleans: enum.Flag tests
+        # cost two Python calls each, once per connection.
+        self.needs_dest = bool(backend.needs & Needs.DEST)
+        self.needs_payload = bool(backend.needs & Needs.PAYLOAD)
         backend.frontends.add(self)
         if len(backend.frontends) > 1:
             for fe in backend.frontends:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
 from virtserve.engine.upstream.connect import open_server
-from virtserve.schedulers.base import Needs, PickContext
+from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
@@ -61,17 +61,18 @@ class TcpClientProtocol(asyncio.Protocol):
         fe = self.fe
         fe.current += 1
         fe.total += 1
-        fe.counters.seen(fe.current)
+        fc = fe.counters
+        if fe.current > fc.max_cur:
+            fc.max_cur = fe.current
         self.t_accept = self.state.loop.time()
         self.state.conns.add(self)
         if not self.ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
             peer = transport.get_extra_info("peername")
             if peer:
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        needs = fe.backend.needs
-        if needs & Needs.DEST:
+        if fe.needs_dest:
             self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
-        if needs & Needs.PAYLOAD:
+        if fe.needs_payload:
             self.inspecting = True
             self.deadline = self.state.now + min(INSPECT_DELAY, fe.t_client)
             return

@@ -14,15 +14,8 @@ _CONNECTION = re.compile(rb"\r\nconnection[ \t]*:[^\r\n]*", re.IGNORECASE)
 def mark_close(head: bytes) -> bytes:
     """The response head (status line to the blank line's first CRLF, as persist.edit_response
     passes it) with `connection: close` in place of its Connection headers, or added."""
-    if _CONNECTION.search(head) is None:
+    m = _CONNECTION.search(head)
+    if m is None:
         return head[:-2] + b"connection: close\r\n\r\n" if head.endswith(b"\r\n\r\n") else head
-    first = True
-
-    def replace(_: re.Match[bytes]) -> bytes:
-        nonlocal first
-        if first:
-            first = False
-            return b"\r\nconnection: close"
-        return b""  # a second Connection line would contradict the first
-
-    return _CONNECTION.sub(replace, head)
+    # A second Connection line would contradict the first: dropped.
+    return head[:m.start()] + b"\r\nconnection: close" + _CONNECTION.sub(b"", head[m.end():])

@@ -20,7 +20,7 @@ from virtserve.engine.admin.accounting import connect_failed, connected, http_do
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
 from virtserve.engine.upstream.connect import open_server
-from virtserve.schedulers.base import Needs, PickContext
+from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
@@ -133,7 +133,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        if self.backend.needs & Needs.DEST:
+        if self.fe.needs_dest:
             self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
         fe = self.fe
         fe.current += 1
@@ -306,7 +306,7 @@ class HttpProxyProtocol(asyncio.Protocol):
     def _start_next(self) -> None:
         ex = self.queue.popleft()
         self.current = ex
-        if not self.queue:
+        if not self.queue and self.paused & _PIPELINE:
             self._resume(_PIPELINE)
         self._dispatch(ex, None)
 
@@ -377,13 +377,18 @@ class HttpProxyProtocol(asyncio.Protocol):
     def response_done(self, ex: Exchange, close: bool) -> None:
         """The server side finished forwarding ex's response."""
         http_done(self, ex, ex.status, "--", self.state.loop.time())
-        self._release_server(ex)
+        server = ex.server
+        if server is not None:  # _release_server, inline
+            self.backend.drop(server, self.ctx)
+            ex.last_server = server
+            ex.server = None
         self.current = None
         if self.closed:
             return
         # A server connection paused for this exchange (a slow upload) no longer holds the
         # client back; left set, the flag would keep the client paused for good.
-        self._resume(_UPSTREAM)
+        if self.paused & _UPSTREAM:
+            self._resume(_UPSTREAM)
         if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining or self.fe.retired:
             self._close()
             return

@@ -131,7 +131,13 @@ class HttpUpstreamProtocol(asyncio.Protocol):
             if self.held_size > MAX_RESPONSE_HEAD:  # a head that does not end: held no longer
                 self._invalid()
             return
-        self._flush(data)
+        ex = self.ex
+        if self.held is None and ex.response_edit is None:  # type: ignore[union-attr]
+            client.transport.write(data)  # the common case, inline: bytes as they came
+            ex.response_started = True  # type: ignore[union-attr]
+            ex.bytes_out += len(data)  # type: ignore[union-attr]
+        else:
+            self._flush(data)
         if self.done:
             self._finish(close_client=False)
 
