@@ -34,7 +34,7 @@ class TcpClientProtocol(asyncio.Protocol):
     __slots__ = ("fe", "state", "transport", "peer", "server", "held", "held_size", "deadline",
                  "eof", "closed", "tries", "ctx", "paused",
                  "t_accept", "t_connect", "n_in", "n_out", "last_server", "term",
-                 "inspecting")
+                 "inspecting", "connecting", "connect_expired")
 
     def __init__(self, fe: Frontend) -> None:
         self.fe = fe
@@ -55,6 +55,8 @@ class TcpClientProtocol(asyncio.Protocol):
         self.last_server: Server | None = None
         self.term = "--"  # HAProxy's termination state, set where an ending is decided
         self.inspecting = False  # waiting for the first bytes before picking (rdp-cookie)
+        self.connecting: asyncio.Task[None] | None = None  # the connect attempt in flight
+        self.connect_expired = False  # its deadline passed: the sweeper cancelled it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -95,20 +97,27 @@ class TcpClientProtocol(asyncio.Protocol):
             redispatched(fe, avoid)
         fe.backend.take(server)
         self.server = self.last_server = server
-        # A backstop behind the connect timeout, renewed for each attempt: set once at accept,
-        # it cut the retries short whenever t_client < (retries + 1) * t_connect.
-        self.deadline = self.state.now + fe.t_connect + fe.t_client
-        self.state.spawn(self._connect(server))
+        # The connect timeout, renewed for each attempt, is this deadline (on_deadline cancels
+        # the attempt): the engine's sweeper instead of an asyncio.timeout per connection,
+        # which cost a timer handle, a context manager and two getpid() syscalls each.
+        self.deadline = self.state.now + fe.t_connect
+        self.connecting = self.state.spawn(self._connect(server))
 
     async def _connect(self, server: Server) -> None:
         fe = self.fe
         loop = self.state.loop
         started = loop.time()
         try:
-            async with asyncio.timeout(fe.t_connect):
-                await open_server(self.state.loop, lambda: TcpServerProtocol(self), server, self.ctx,
-                                  self.transport)
-        except (OSError, TimeoutError):
+            await open_server(loop, lambda: TcpServerProtocol(self), server, self.ctx, self.transport)
+        except (OSError, asyncio.CancelledError) as exc:
+            self.connecting = None
+            if not isinstance(exc, OSError):
+                if not self.connect_expired:
+                    raise  # the engine stops
+                self.connect_expired = False
+                if self.closed:  # the client left while connecting: not the server's failure
+                    self._release_server()
+                    return
             server.failures += 1
             connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed)
             self._release_server()
@@ -121,6 +130,7 @@ class TcpClientProtocol(asyncio.Protocol):
                 self.term = "SC"
                 self.transport.abort()
             return
+        self.connecting = None
         connected(fe, server, loop.time() - started)
         # On success, TcpServerProtocol.connection_made has already linked the pair.
 
@@ -191,6 +201,11 @@ class TcpClientProtocol(asyncio.Protocol):
         if self.inspecting:  # no first bytes in time: pick without them
             self._inspected()
             return
+        if self.peer is None and self.connecting is not None and not self.closed:
+            self.deadline = 0.0
+            self.connect_expired = True  # the connect timeout: _connect retries or gives up
+            self.connecting.cancel()
+            return
         self.term = "cD" if self.peer is not None else "sC"
         self.close(abort=True)
 
@@ -209,6 +224,10 @@ class TcpClientProtocol(asyncio.Protocol):
         if exc is not None and self.term == "--":
             self.term = "CD"
         self.close(abort=exc is not None)
+        connecting = self.connecting
+        if connecting is not None and self.peer is None:  # nothing to connect for any more
+            self.connect_expired = True
+            connecting.cancel()
         tcp_done(self, self.server or self.last_server, self.term, self.state.loop.time())
         self._release_server()
 
