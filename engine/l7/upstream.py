@@ -72,7 +72,12 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         self.client = client
         self.ex = ex
         ex.conn = self
-        self._reset()
+        # self._reset(), inline (once per request)
+        self.head_done = self.final = self.done = self.keep_alive = False
+        self.poolable = True
+        self.held = None
+        self.held_size = self.status = 0
+        self.first_chunk = b""
         self.deadline = self.state.now + self.fe.t_server
         if client.blocked:
             # The client is still behind on earlier responses (pipelining): its
