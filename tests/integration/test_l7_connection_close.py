@@ -162,3 +162,23 @@ def test_wrk_close_scenario_counts_no_errors(tmp_path):
     runs = [r for r in result["runs"] if r["target"] == "virtserve" and "error" not in r]
     assert runs, result
     assert runs[0]["requests"] > 0 and runs[0]["error_count"] == 0, runs[0]
+
+
+async def test_close_and_persistence_cookie_edit_the_same_head(raw_server, balancer):
+    """Both head edits apply: the inserted Set-Cookie and the connection: close."""
+    import dataclasses
+
+    from virtserve.engine.config.model import CookieSpec
+
+    srv = await raw_server(nginx_like())
+    config = topology([srv.port])
+    (backend,) = config.backends
+    config = dataclasses.replace(config, backends=(dataclasses.replace(backend, cookie=CookieSpec("SRV")),))
+    lb = await balancer(config)
+    client = await RawClient.connect(*lb.address)
+    await client.send(request("GET", "/", headers={"Connection": "close"}))
+    head = await _head_of(client)
+    assert _connection_values(head) == [b"close"]
+    assert b"\r\nset-cookie: srv=s1" in head.lower()
+    assert await client.closed(timeout=2)
+    await client.close()
