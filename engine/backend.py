@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+import weakref
 from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.counters import Counters
@@ -117,6 +118,10 @@ class Backend:
             self.needs |= Needs.ADDRESS
         # Told of every change of a server's weight in force, (backend, server): the IPVS table.
         self.weight_listeners: list[Callable[[Backend, Server], None]] = []
+        # Counting (admin/accounting.py): removed servers' counters stay in the backend's
+        # totals; the frontends that send here (more than one: each keeps its own totals).
+        self.removed_counters: list[Counters] = []
+        self.frontends: weakref.WeakSet[Any] = weakref.WeakSet()
 
     def _carry_over(self, old: Backend) -> None:
         """On reload: a server that stays (same name, address and port) keeps its state and
@@ -275,6 +280,7 @@ class Backend:
         """Forget s; only once nothing is in flight on it (the caller checks `active`)."""
         self._scheduler_of(s).remove(s)
         self.servers.remove(s)
+        self.removed_counters.append(s.counters)
         del self.by_name[s.name]
 
     def state(self) -> list[dict[str, Any]]:

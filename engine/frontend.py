@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import FrontendSpec
 from virtserve.engine.l7.pipeline import Pipeline
+from virtserve.schedulers.base import Needs
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Backend
@@ -61,6 +62,18 @@ class Frontend:
             self.capture = self.pipeline.capture
             for used in self.uses:
                 self.needs |= used.needs
+        # Requests are counted per server and summed when read; a backend that several
+        # frontends share, or a frontend that routes to several backends, cannot be summed that
+        # way, so those frontends count their own totals too.
+        self.tally = self.pipeline is not None
+        # What the connections must give the scheduler, as plain booleans: enum.Flag tests
+        # cost two Python calls each, once per connection.
+        self.needs_dest = bool(self.needs & Needs.DEST)
+        self.needs_payload = bool(self.needs & Needs.PAYLOAD)
+        backend.frontends.add(self)
+        if len(backend.frontends) > 1:
+            for fe in backend.frontends:
+                fe.tally = True
 
     def protocol(self) -> asyncio.Protocol:
         """The listener's protocol factory. Beyond maxconn a connection is accepted but not

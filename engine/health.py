@@ -2,14 +2,13 @@
 Backend.set_status(); slow start, session shutdown and mail alerts listen to it."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from virtserve.checks.alerts import Alerter
-from virtserve.checks.runner import CheckRunner
 from virtserve.engine.sessions import ShutdownSessions
 from virtserve.engine.slowstart import SlowStart
 
 if TYPE_CHECKING:
+    from virtserve.checks.alerts import Alerter
     from virtserve.engine.backend import Backend
     from virtserve.engine.state import EngineState
 
@@ -17,18 +16,29 @@ if TYPE_CHECKING:
 class Health:
     def __init__(self, state: EngineState, backends: dict[str, Backend]) -> None:
         self.state = state
-        self.runner = CheckRunner(state, backends)
+        self.backends = backends
+        self._phase: Any = None
+        # The checks and the mail alerts (smtplib, email) are imported only when configured.
+        self.runner: Any = None
+        if any(b.spec.check_of(s.spec) is not None for b in backends.values() for s in b.servers):
+            from virtserve.checks.runner import CheckRunner
+
+            self.runner = CheckRunner(state, backends)
         self.alerters: dict[str, Alerter] = {}
         slowstart, shutdown = SlowStart(state), ShutdownSessions(state)
         self._subscribed: list = [slowstart, shutdown]
         for backend in backends.values():
             backend.listeners += (slowstart, shutdown)
             if backend.spec.alert is not None:
+                from virtserve.checks.alerts import Alerter
+
                 alerter = self.alerters[backend.name] = Alerter(state, backend, backend.spec.alert)
                 backend.listeners.append(alerter)
                 self._subscribed.append(alerter)
 
     def start(self) -> None:
+        if self.runner is None:
+            return
         self.runner.start()
         # ldirectord's "starting" state lasts until every server has had its first check.
         first_round = max((c.spec.interval + c.spec.probe_timeout for c in self.runner.checks), default=0.0)
@@ -36,9 +46,11 @@ class Health:
 
     def stop(self) -> None:
         """Stop every check (a reload starts a new Health for the new backends)."""
-        self.runner.stop()
-        self._phase.cancel()
-        for backend in self.runner.backends.values():
+        if self.runner is not None:
+            self.runner.stop()
+        if self._phase is not None:
+            self._phase.cancel()
+        for backend in self.backends.values():
             backend.listeners = [f for f in backend.listeners if f not in self._subscribed]
 
     def _running(self) -> None:

@@ -1,15 +1,22 @@
-"""The end of a request (mode http) or a connection (mode tcp): its counters added to its
-frontend, backend and server, its times to the histograms, and its log line when logging is on.
+"""The end of a request (mode http) or a connection (mode tcp): its counters, its times to the
+histograms, and its log line when logging is on.
 
 Called once per request or connection from the data path, never per chunk: the protocols carry
-plain per-exchange numbers (bytes, loop times) and hand them over here.
+plain per-exchange numbers (bytes, loop times) and hand them over here. Each end updates one
+Counters: its server's, or its backend's own when no server took it, or its frontend's when it
+never became a request (a refused head). Backend and frontend totals are summed when read
+(view.backend_counters, view.frontend_counters); only a frontend whose backend also serves other
+frontends (`fe.tally`) keeps its own totals as well, as those sums cannot tell frontends apart.
 """
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import TYPE_CHECKING
 
+from virtserve.engine.admin.counters import AVG_WINDOW, BUCKETS, STATUS_CLASS
+
 if TYPE_CHECKING:
-    from virtserve.engine.backend import Backend, Server
+    from virtserve.engine.backend import Server
     from virtserve.engine.frontend import Frontend
     from virtserve.engine.l4.relay import TcpClientProtocol
     from virtserve.engine.l7.protocol import Exchange, HttpProxyProtocol
@@ -19,89 +26,99 @@ def http_done(client: HttpProxyProtocol, ex: Exchange | None, status: int, term:
     """A request was answered (status, or 0 when the client saw nothing) or abandoned.
     `term` is HAProxy's two-letter termination state ("--" for a normal end)."""
     fe = client.fe
-    fc = fe.counters
-    fc.requests += 1
-    if ex is None or ex.reply is not None:
-        # Refused before a request existed (bad head, timeout), or answered by the proxy
-        # itself (a redirect rule): no backend took part, as HAProxy counts them.
-        if ex is None:
-            fc.req_errors += 1
-        else:
-            fc.bytes_in += ex.bytes_in
-            fc.bytes_out += ex.bytes_out
-        fc.status(status)
+    if ex is None:  # refused before a request existed (bad head, timeout)
+        c = fe.counters
+        c.requests += 1
+        c.req_errors += 1
+        c.hrsp[STATUS_CLASS[status]] += 1
+        if fe.log is not None:
+            fe.log.http(client, None, status, term, now)
+        return
+    if ex.reply is not None:  # answered by the proxy itself (a redirect rule): no backend
+        c = fe.counters
+        c.requests += 1
+        c.bytes_in += ex.bytes_in
+        c.bytes_out += ex.bytes_out
+        c.hrsp[STATUS_CLASS[status]] += 1
         if fe.log is not None:
             fe.log.http(client, ex, status, term, now)
         return
-    be = ex.backend or fe.backend  # the route's backend when rules chose one
-    bc = be.counters
-    bc.requests += 1
-    n_in, n_out = ex.bytes_in, ex.bytes_out
-    fc.bytes_in += n_in
-    fc.bytes_out += n_out
-    fc.status(status)
-    bc.bytes_in += n_in
-    bc.bytes_out += n_out
-    bc.status(status)
-    total = now - ex.t_begin
-    response = ex.t_resp - ex.t_head if ex.t_resp else -1.0
-    bc.request_time(total, response)
     s = ex.server or ex.last_server
-    if s is not None:
-        sc = s.counters
-        sc.bytes_in += n_in
-        sc.bytes_out += n_out
-        sc.status(status)
-        sc.request_time(total, response)
-        if status == 502 or status == 504:
-            sc.resp_errors += 1
-    if status == 502 or status == 504:
-        bc.resp_errors += 1
-    elif status == 400 or status == 408:
-        fc.req_errors += 1
-    if term[0] == "C":
-        fc.cli_aborts += 1
-        bc.cli_aborts += 1
+    c = s.counters if s is not None else (ex.backend or fe.backend).counters
+    c.requests += 1
+    c.bytes_in += ex.bytes_in
+    c.bytes_out += ex.bytes_out
+    c.hrsp[STATUS_CLASS[status]] += 1
+    total = now - ex.t_begin
+    c.rt_hist[0 if total <= 0.001 else bisect_left(BUCKETS, total)] += 1
+    c.rt_sum += total
+    n = c.rt_count = c.rt_count + 1
+    if n > AVG_WINDOW:
+        n = AVG_WINDOW
+    # Running averages over the last ~AVG_WINDOW samples (HAProxy's swrate_add_dynamic).
+    c.ttime += (total - c.ttime) / n
+    if ex.t_resp:
+        c.rtime += (ex.t_resp - ex.t_head - c.rtime) / n
+    if status >= 400 or term != "--":
+        _errors(fe, c, status, term)
+    if fe.tally:
+        _frontend_tally(fe, ex, status, term)
     if fe.log is not None:
         fe.log.http(client, ex, status, term, now)
 
 
-def connected(fe: Frontend, s: Server, seconds: float, backend: Backend | None = None) -> None:
-    """A new server connection was established after `seconds`. `backend`: s's, when a route
-    chose other than the frontend's default."""
+def _errors(fe: Frontend, c: object, status: int, term: str) -> None:
+    if status == 502 or status == 504:
+        c.resp_errors += 1  # type: ignore[attr-defined]
+    elif status == 400 or status == 408:
+        c.req_errors += 1  # type: ignore[attr-defined]
+    if term[0] == "C":
+        c.cli_aborts += 1  # type: ignore[attr-defined]
+
+
+def _frontend_tally(fe: Frontend, ex: Exchange, status: int, term: str) -> None:
+    fc = fe.counters
+    fc.requests += 1
+    fc.bytes_in += ex.bytes_in
+    fc.bytes_out += ex.bytes_out
+    fc.hrsp[STATUS_CLASS[status]] += 1
+    if status == 400 or status == 408:
+        fc.req_errors += 1
+    if term[0] == "C":
+        fc.cli_aborts += 1
+
+
+def connected(fe: Frontend, s: Server, seconds: float) -> None:
+    """A new server connection was established after `seconds`."""
     s.counters.connect_time(seconds)
-    (backend or fe.backend).counters.connect_time(seconds)
 
 
-def connect_failed(fe: Frontend, s: Server, retrying: bool, backend: Backend | None = None) -> None:
-    sc, bc = s.counters, (backend or fe.backend).counters
+def connect_failed(fe: Frontend, s: Server, retrying: bool) -> None:
+    sc = s.counters
     sc.conn_errors += 1
-    bc.conn_errors += 1
     if retrying:
         sc.retries += 1
-        bc.retries += 1
 
 
-def redispatched(fe: Frontend, failed: Server, backend: Backend | None = None) -> None:
+def redispatched(fe: Frontend, failed: Server) -> None:
     failed.counters.redispatches += 1
-    (backend or fe.backend).counters.redispatches += 1
 
 
 def tcp_done(client: TcpClientProtocol, s: Server | None, term: str, now: float) -> None:
     """A relayed connection ended."""
     fe = client.fe
     n_in, n_out = client.n_in, client.n_out
-    fc, bc = fe.counters, client.backend.counters
-    fc.bytes_in += n_in
-    fc.bytes_out += n_out
-    bc.bytes_in += n_in
-    bc.bytes_out += n_out
+    c = s.counters if s is not None else client.backend.counters
+    c.bytes_in += n_in
+    c.bytes_out += n_out
     total = now - client.t_accept
-    bc.request_time(total, -1.0)
-    if s is not None:
-        sc = s.counters
-        sc.bytes_in += n_in
-        sc.bytes_out += n_out
-        sc.request_time(total, -1.0)
+    c.rt_hist[0 if total <= 0.001 else bisect_left(BUCKETS, total)] += 1
+    c.rt_sum += total
+    n = c.rt_count = c.rt_count + 1
+    c.ttime += (total - c.ttime) / (n if n < AVG_WINDOW else AVG_WINDOW)
+    if fe.tally:
+        fc = fe.counters
+        fc.bytes_in += n_in
+        fc.bytes_out += n_out
     if fe.log is not None and (n_in or not fe.log.dontlognull):
         fe.log.tcp(client, s, term, now)

@@ -178,7 +178,7 @@ def _walk(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, A
     _Text for the exposition): frontends, backends, servers, each family in first-add order."""
     fr = make("haproxy_frontend", ["proxy"])
     for fe in e.frontends.values():
-        c, lab = fe.counters, [fe.name]
+        c, lab = view.frontend_counters(fe), [fe.name]
         fr.add("gauge", "current_sessions", "Number of current sessions.", lab, fe.current)
         fr.add("gauge", "max_sessions", "Maximum observed number of active sessions.", lab, c.max_cur)
         fr.add("gauge", "limit_sessions", "Configured session limit.", lab, fe.maxconn)
@@ -194,11 +194,12 @@ def _walk(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, A
     bk = make("haproxy_backend", ["proxy"])
     sv = make("haproxy_server", ["proxy", "server"])
     for b in e.backends.values():
-        c, lab = b.counters, [b.name]
+        lab = [b.name]
         status = view.backend_status(b)
         for state in ("DOWN", "UP"):
             bk.add("gauge", "status", "Current status of the service.", lab + [state], state == status, ["state"])
         current = view.backend_current(b)
+        c = view.backend_counters(b)
         bk.add("gauge", "current_sessions", "Number of current sessions.", lab, current)
         bk.add("gauge", "max_sessions", "Maximum observed number of active sessions.", lab, c.max_cur)
         bk.add("counter", "sessions_total", "Total number of sessions.", lab, b.total)

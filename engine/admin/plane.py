@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from virtserve.engine.admin.access import AccessLog
-from virtserve.engine.admin.page import StatsApp
-from virtserve.engine.admin.runtime import Runtime
-from virtserve.engine.admin.socket import RuntimeSocket
-
 if TYPE_CHECKING:
+    from virtserve.engine.admin.access import AccessLog
+    from virtserve.engine.admin.page import StatsApp
+    from virtserve.engine.admin.socket import RuntimeSocket
     from virtserve.engine.engine import Engine
+
+# The parts are imported when the config uses them: the stats page brings aiohttp.web and
+# prometheus_client (about 150 ms and 40 MiB), which an embedded balancer without stats never needs.
 
 
 class AdminPlane:
@@ -25,14 +26,21 @@ class AdminPlane:
         config = e.config
         assert e.state is not None
         if config.log is not None:
+            from virtserve.engine.admin.access import AccessLog
+
             self.log = AccessLog(config.log, e, e.state.loop)
             for fe in e.frontends.values():
                 fe.log = self.log
         stats = config.stats
         if stats is not None and stats.bind is not None:
+            from virtserve.engine.admin.page import StatsApp
+
             self.stats = StatsApp(e, stats)
             await self.stats.start()
         if stats is not None and stats.socket:
+            from virtserve.engine.admin.runtime import Runtime
+            from virtserve.engine.admin.socket import RuntimeSocket
+
             self.socket = RuntimeSocket(Runtime(e, stats.socket_level), stats.socket)
             await self.socket.start()
 

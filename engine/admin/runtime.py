@@ -74,7 +74,7 @@ class Runtime:
         up = int(time.time() - self.started)
         cur = sum(f.current for f in e.frontends.values())
         cum = sum(f.total for f in e.frontends.values())
-        reqs = sum(f.counters.requests for f in e.frontends.values())
+        reqs = sum(view.frontend_counters(f).requests for f in e.frontends.values())
         info = [
             ("Name", "virtserve"), ("Version", VERSION), ("Nbthread", 1),
             ("Nbproc", 1), ("Process_num", 1), ("Pid", os.getpid()),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Iterator
 
+from virtserve.engine.admin.counters import Counters, summed
+
 if TYPE_CHECKING:
     from virtserve.engine.backend import Backend, Server
     from virtserve.engine.engine import Engine
@@ -76,6 +78,26 @@ def backend_status(b: Backend) -> str:
     return "UP" if any(server_status(s) in ("UP", "DRAIN") for s in b.servers) or not b.servers else "DOWN"
 
 
+# --- totals: summed from the one Counters each request went to (admin/accounting.py) ----------
+
+def backend_counters(b: Backend) -> Counters:
+    parts = [b.counters, *(s.counters for s in b.servers), *b.removed_counters]
+    if b.fallback is not None:
+        parts.append(b.fallback.counters)
+    total = summed(parts)
+    total.max_cur = b.counters.max_cur  # sampled when read (rows, metrics)
+    return total
+
+
+def frontend_counters(fe: Frontend) -> Counters:
+    own = fe.counters
+    if fe.tally:
+        return own
+    total = summed((own, backend_counters(fe.backend)))
+    total.max_cur, total.denied = own.max_cur, own.denied
+    return total
+
+
 # --- rows ---------------------------------------------------------------------------------------
 
 def _ms(seconds: float) -> int:
@@ -91,7 +113,7 @@ def _common(c: Any) -> dict[str, Any]:
 
 
 def frontend_row(fe: Frontend, iid: int) -> dict[str, Any]:
-    c = fe.counters
+    c = frontend_counters(fe)
     return {
         "pxname": fe.name, "svname": "FRONTEND", "scur": fe.current, "smax": c.max_cur,
         "slim": fe.maxconn or "", "stot": fe.total, "dreq": c.denied, "ereq": c.req_errors,
@@ -102,7 +124,7 @@ def frontend_row(fe: Frontend, iid: int) -> dict[str, Any]:
 
 
 def backend_row(b: Backend, iid: int, current: int) -> dict[str, Any]:
-    c = b.counters
+    c = backend_counters(b)
     active = [s for s in b.servers if not s.backup]
     return {
         "pxname": b.name, "svname": "BACKEND", "qcur": 0, "qmax": 0, "scur": current,

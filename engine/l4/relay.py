@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
 from virtserve.engine.upstream.connect import open_server
-from virtserve.schedulers.base import Needs, PickContext
+from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
@@ -34,7 +34,7 @@ class TcpClientProtocol(asyncio.Protocol):
     __slots__ = ("fe", "state", "transport", "peer", "server", "held", "held_size", "deadline",
                  "eof", "closed", "tries", "ctx", "paused",
                  "t_accept", "t_connect", "n_in", "n_out", "last_server", "term",
-                 "inspecting", "backend")
+                 "inspecting", "backend", "connecting", "connect_expired")
 
     def __init__(self, fe: Frontend) -> None:
         self.fe = fe
@@ -56,13 +56,17 @@ class TcpClientProtocol(asyncio.Protocol):
         self.term = "--"  # HAProxy's termination state, set where an ending is decided
         self.inspecting = False  # waiting for the first bytes before picking (rdp-cookie)
         self.backend = fe.backend  # or the one a route on the client address picks
+        self.connecting: asyncio.Task[None] | None = None  # the connect attempt in flight
+        self.connect_expired = False  # its deadline passed: the sweeper cancelled it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         fe = self.fe
         fe.current += 1
         fe.total += 1
-        fe.counters.seen(fe.current)
+        fc = fe.counters
+        if fe.current > fc.max_cur:
+            fc.max_cur = fe.current
         self.t_accept = self.state.loop.time()
         self.state.conns.add(self)
         if not self.ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
@@ -71,10 +75,9 @@ class TcpClientProtocol(asyncio.Protocol):
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
         if fe.pipeline is not None:  # routes on the client address (mode tcp)
             self.backend = fe.pipeline.route_source(self.ctx.client_ip) or fe.backend
-        needs = self.backend.needs
-        if needs & Needs.DEST:
+        if fe.needs_dest:  # the union over the backends it may route to
             self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
-        if needs & Needs.PAYLOAD:
+        if fe.needs_payload:
             self.inspecting = True
             self.deadline = self.state.now + min(INSPECT_DELAY, fe.t_client)
             return
@@ -95,25 +98,32 @@ class TcpClientProtocol(asyncio.Protocol):
             self.transport.abort()
             return
         if avoid is not None and server is not avoid:
-            redispatched(fe, avoid, backend)
+            redispatched(fe, avoid)
         backend.take(server)
         self.server = self.last_server = server
-        # A backstop behind the connect timeout, renewed for each attempt: set once at accept,
-        # it cut the retries short whenever t_client < (retries + 1) * t_connect.
-        self.deadline = self.state.now + fe.t_connect + fe.t_client
-        self.state.spawn(self._connect(server))
+        # The connect timeout, renewed for each attempt, is this deadline (on_deadline cancels
+        # the attempt): the engine's sweeper instead of an asyncio.timeout per connection,
+        # which cost a timer handle, a context manager and two getpid() syscalls each.
+        self.deadline = self.state.now + fe.t_connect
+        self.connecting = self.state.spawn(self._connect(server))
 
     async def _connect(self, server: Server) -> None:
         fe = self.fe
         loop = self.state.loop
         started = loop.time()
         try:
-            async with asyncio.timeout(fe.t_connect):
-                await open_server(self.state.loop, lambda: TcpServerProtocol(self), server, self.ctx,
-                                  self.transport)
-        except (OSError, TimeoutError):
+            await open_server(loop, lambda: TcpServerProtocol(self), server, self.ctx, self.transport)
+        except (OSError, asyncio.CancelledError) as exc:
+            self.connecting = None
+            if not isinstance(exc, OSError):
+                if not self.connect_expired:
+                    raise  # the engine stops
+                self.connect_expired = False
+                if self.closed:  # the client left while connecting: not the server's failure
+                    self._release_server()
+                    return
             server.failures += 1
-            connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed, backend=self.backend)
+            connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed)
             self._release_server()
             if self.closed:
                 return
@@ -124,7 +134,8 @@ class TcpClientProtocol(asyncio.Protocol):
                 self.term = "SC"
                 self.transport.abort()
             return
-        connected(fe, server, loop.time() - started, self.backend)
+        self.connecting = None
+        connected(fe, server, loop.time() - started)
         # On success, TcpServerProtocol.connection_made has already linked the pair.
 
     def _linked(self, peer: TcpServerProtocol) -> None:
@@ -194,6 +205,11 @@ class TcpClientProtocol(asyncio.Protocol):
         if self.inspecting:  # no first bytes in time: pick without them
             self._inspected()
             return
+        if self.peer is None and self.connecting is not None and not self.closed:
+            self.deadline = 0.0
+            self.connect_expired = True  # the connect timeout: _connect retries or gives up
+            self.connecting.cancel()
+            return
         self.term = "cD" if self.peer is not None else "sC"
         self.close(abort=True)
 
@@ -212,6 +228,10 @@ class TcpClientProtocol(asyncio.Protocol):
         if exc is not None and self.term == "--":
             self.term = "CD"
         self.close(abort=exc is not None)
+        connecting = self.connecting
+        if connecting is not None and self.peer is None:  # nothing to connect for any more
+            self.connect_expired = True
+            connecting.cancel()
         tcp_done(self, self.server or self.last_server, self.term, self.state.loop.time())
         self._release_server()
 

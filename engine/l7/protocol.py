@@ -21,7 +21,7 @@ from virtserve.engine.l7.pipeline import Request
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
 from virtserve.engine.upstream.connect import open_server
-from virtserve.schedulers.base import Needs, PickContext
+from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
@@ -143,12 +143,14 @@ class HttpProxyProtocol(asyncio.Protocol):
             peer = transport.get_extra_info("peername")
             if peer:
                 self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        if self.fe.needs & Needs.DEST:
+        if self.fe.needs_dest:
             self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
         fe = self.fe
         fe.current += 1
         fe.total += 1
-        fe.counters.seen(fe.current)
+        fc = fe.counters
+        if fe.current > fc.max_cur:
+            fc.max_cur = fe.current
         self.state.conns.add(self)
         self.t_accept = self.state.now
         self.deadline = self.state.now + fe.t_http_request
@@ -335,7 +337,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         while True:
             ex = self.queue.popleft()
             self.current = ex
-            if not self.queue:
+            if not self.queue and self.paused & _PIPELINE:
                 self._resume(_PIPELINE)
             if ex.reply is None:
                 self._dispatch(ex, None)
@@ -360,7 +362,7 @@ class HttpProxyProtocol(asyncio.Protocol):
             self.upstream_failed(ex, 503)
             return
         if avoid is not None and server is not avoid:
-            redispatched(self.fe, avoid, backend)
+            redispatched(self.fe, avoid)
         backend.take(server)
         ex.server = server
         # A connection that began with a PROXY header speaks for one client only.
@@ -382,7 +384,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 conn.key = (server, self.ctx.client_ip, self.ctx.client_port)
         except (OSError, TimeoutError):
             server.failures += 1
-            connect_failed(fe, server, retrying=ex.tries < fe.retries and not self.closed, backend=ex.backend)
+            connect_failed(fe, server, retrying=ex.tries < fe.retries and not self.closed)
             self._release_server(ex)
             if self.closed or self.current is not ex:
                 return
@@ -393,7 +395,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 self.upstream_failed(ex, 503)
             return
         ex.t_conn = loop.time() - started
-        connected(fe, server, ex.t_conn, ex.backend)
+        connected(fe, server, ex.t_conn)
         if self.closed or self.current is not ex:
             self._release_server(ex)
             fe.pool.release(conn)  # fresh and unused: worth keeping
@@ -424,14 +426,19 @@ class HttpProxyProtocol(asyncio.Protocol):
         """ex was answered: account for it and close or wait for the next request. True when a
         queued request is to start now."""
         http_done(self, ex, ex.status, "--", self.state.loop.time())
-        self._release_server(ex)
+        server = ex.server
+        if server is not None:  # _release_server, inline
+            self.backend.drop(server, self.ctx)
+            ex.last_server = server
+            ex.server = None
         self.current = None
         if self.closed:
             return False
         # A server connection paused for this exchange (a slow upload) no longer holds the
         # client back; left set, the flag would keep the client paused for good.
-        self._resume(_UPSTREAM)
-        if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining:
+        if self.paused & _UPSTREAM:
+            self._resume(_UPSTREAM)
+        if close or not ex.keep_alive or not ex.complete or ex.upgrade or self.state.draining or self.fe.retired:
             self._close()
             return False
         if self.fe.retired and not self.migrate():
@@ -447,6 +454,17 @@ class HttpProxyProtocol(asyncio.Protocol):
         else:
             self.deadline = self.state.now + self.fe.t_keep_alive
         return False
+
+    def closes_after(self, ex: Exchange) -> bool:
+        """This client connection closes once ex's response is sent (the tests response_done
+        makes, known when the response head is)."""
+        if not ex.complete:
+            ex.keep_alive = False  # told close while the body still comes: closed even if it ends
+            return True
+        # Not when a refused request comes next (self.fatal): its error answer says close
+        # itself, and a client told close before it would not read it (llhttp refuses to).
+        return (not ex.keep_alive or ex.upgrade or self.state.draining or self.fe.retired
+                or (self.eof and not self.queue))
 
     def upstream_failed(self, ex: Exchange, status: int) -> None:
         """No response can come for ex: answer with status if the client has seen nothing of it."""

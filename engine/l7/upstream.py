@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
+from virtserve.engine.l7.closing import mark_close
 from virtserve.engine.persist import edit_response
 
 if TYPE_CHECKING:
@@ -71,7 +72,12 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         self.client = client
         self.ex = ex
         ex.conn = self
-        self._reset()
+        # self._reset(), inline (once per request)
+        self.head_done = self.final = self.done = self.keep_alive = False
+        self.poolable = True
+        self.held = None
+        self.held_size = self.status = 0
+        self.first_chunk = b""
         self.deadline = self.state.now + self.fe.t_server
         if client.blocked:
             # The client is still behind on earlier responses (pipelining): its
@@ -130,7 +136,13 @@ class HttpUpstreamProtocol(asyncio.Protocol):
             if self.held_size > MAX_RESPONSE_HEAD:  # a head that does not end: held no longer
                 self._invalid()
             return
-        self._flush(data)
+        ex = self.ex
+        if self.held is None and ex.response_edit is None:  # type: ignore[union-attr]
+            client.transport.write(data)  # the common case, inline: bytes as they came
+            ex.response_started = True  # type: ignore[union-attr]
+            ex.bytes_out += len(data)  # type: ignore[union-attr]
+        else:
+            self._flush(data)
         if self.done:
             self._finish(close_client=False)
 
@@ -183,7 +195,11 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         ex = self.ex
         ex.status = status  # type: ignore[union-attr]
         ex.t_resp = self.state.loop.time()  # type: ignore[union-attr]
-        if self.ex.head_request:  # type: ignore[union-attr]
+        if self.keep_alive and status != 101 and self.client.closes_after(ex):  # type: ignore[union-attr]
+            # The client connection closes after this response: say so in its head.
+            edit = ex.response_edit  # type: ignore[union-attr]
+            ex.response_edit = mark_close if edit is None else lambda head: mark_close(edit(head))  # type: ignore[union-attr]
+        if ex.head_request:  # type: ignore[union-attr]
             raise _HeadResponseEnd
 
     def on_message_complete(self) -> None:

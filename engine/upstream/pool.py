@@ -32,7 +32,9 @@ class UpstreamPool:
 
     def release(self, conn: Any) -> None:
         """Park a connection whose last exchange ended cleanly; close it when the pool is full."""
-        idle = self._idle.setdefault(conn.key, [])
+        idle = self._idle.get(conn.key)
+        if idle is None:  # not setdefault: its default list would be built on every call
+            idle = self._idle[conn.key] = []
         if self.state.draining or len(idle) >= MAX_IDLE_PER_SERVER:
             conn.transport.close()
             return

@@ -230,3 +230,33 @@ async def test_backend_max_sessions_is_at_least_its_busiest_servers(backends, ba
         async with s.get(stats_url(lb, "/;csv")) as r:  # first read after the burst ended
             by = {row["svname"]: row for row in _csv(await r.text())}
     assert by["s1"]["smax"] == "3" and by["BACKEND"]["smax"] == "3" and by["BACKEND"]["scur"] == "0"
+
+
+async def test_two_frontends_sharing_a_backend_count_their_own(backends, balancer):
+    """Requests are counted once, per server; a backend's totals are its servers' sums, and two
+    frontends sending to one backend each show only their own requests."""
+    import dataclasses
+
+    from virtserve.engine.admin import view
+    from virtserve.engine.config.model import BindSpec
+
+    web1, web2 = await backends("web1", "web2")
+    config = admin_topology([web1.port, web2.port], stats={"uri": "/stats"})
+    (fe,) = config.frontends
+    other = dataclasses.replace(fe, name="other", binds=(BindSpec("127.0.0.1", 0),))
+    lb = await balancer(dataclasses.replace(config, frontends=(fe, other)))
+    await _traffic(lb, 4)  # through "vs"
+    host, port = lb.engine.addresses["other"][0]
+    async with aiohttp.ClientSession() as s:
+        for _ in range(2):
+            async with s.get(f"http://{host}:{port}/status/404") as r:
+                assert r.status == 404
+        async with s.get(stats_url(lb, "/stats;csv")) as r:
+            rows = {(r["pxname"], r["svname"]): r for r in _csv(await r.text())}
+    assert rows[("vs", "FRONTEND")]["req_tot"] == "4" and rows[("vs", "FRONTEND")]["hrsp_2xx"] == "4"
+    assert rows[("other", "FRONTEND")]["req_tot"] == "2" and rows[("other", "FRONTEND")]["hrsp_4xx"] == "2"
+    be = rows[("vs", "BACKEND")]
+    assert (be["req_tot"], be["hrsp_2xx"], be["hrsp_4xx"]) == ("6", "4", "2")
+    s1, s2 = rows[("vs", "s1")], rows[("vs", "s2")]
+    assert int(be["bout"]) == int(s1["bout"]) + int(s2["bout"]) > 0
+    assert view.backend_counters(lb.engine.backends["vs"]).rt_count == 6
