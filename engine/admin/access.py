@@ -117,6 +117,9 @@ class AccessLog:
         self.spec = spec
         self.engine = engine
         self.dontlognull = spec.dontlognull
+        # `format = "tcplog"` logs http frontends as connections too, as `option tcplog` does
+        # there; httplog on a tcp frontend falls back to tcplog, as in HAProxy.
+        self.tcplog_http = spec.format == "tcplog"
         self.sink = open_sink(spec)
         self.offset = time.time() - loop.time()  # loop time -> wall time
         self._loop = loop
@@ -161,6 +164,12 @@ class AccessLog:
             head = ex.head
             line = head[:head.find(b"\r\n")].decode("latin-1").replace('"', "%22")
             n_out, retries = ex.bytes_out, ex.tries
+        if self.tcplog_http:
+            tc = timers.split("/")[2]
+            self.sink.write(
+                f"{ctx.client_ip}:{ctx.client_port} [{date}] {fe.name} {srv} 0/{tc}/{timers.rsplit('/', 1)[1]} "
+                f"{n_out} {term} {self._conns(fe, s, retries)} 0/0")
+            return
         self.sink.write(
             f"{ctx.client_ip}:{ctx.client_port} [{date}] {fe.name} {srv} {timers} "
             f"{status if status else -1} {n_out} - - {term}-- {self._conns(fe, s, retries)} 0/0 \"{line}\"")

@@ -131,3 +131,15 @@ async def test_dontlognull_and_unix_syslog(backends, balancer, tmp_path):
         sink.close()
     m = TCPLOG.match(data.decode().split(": ", 1)[1])
     assert m and int(m["bytes"]) > 0
+
+
+async def test_tcplog_format_on_an_http_frontend(backends, balancer, tmp_path):
+    (web1,) = await backends("web1")
+    log = tmp_path / "access.log"
+    lb = await balancer(admin_topology([web1.port], log={"target": str(log), "format": "tcplog"}))
+    async with aiohttp.ClientSession() as s:
+        assert (await s.get(lb.url + "/hello")).status == 200
+    (line,) = await _lines(log, 1)
+    m = TCPLOG.match(line)
+    assert m, line
+    assert m["fe"] == "vs" and m["srv"] == "s1" and m["term"] == "--" and int(m["bytes"]) > len("web1")
