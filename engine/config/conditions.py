@@ -50,9 +50,9 @@ PREDEFINED: dict[str, Acl] = {
 _OR = ("||", "or")
 
 
-def split_words(text: str) -> list[str]:
+def split_words(text: str, *, comments: bool = False) -> list[str]:
     """haproxy.cfg's word splitting: blanks separate, "..." and '...' quote, backslash escapes
-    (a quoted empty string is a word)."""
+    (a quoted empty string is a word); with `comments`, an unquoted # ends the line."""
     words: list[str] = []
     word: list[str] = []
     quote = ""
@@ -73,6 +73,8 @@ def split_words(text: str) -> list[str]:
         elif c in "\"'":
             quote = c
             started = True
+        elif c == "#" and comments:
+            break
         elif c in " \t\r\n":
             if started:
                 words.append("".join(word))

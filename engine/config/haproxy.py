@@ -27,6 +27,7 @@ from virtserve.engine.config.model import (
     Timeouts,
 )
 from virtserve.engine.config import haproxy_features as features
+from virtserve.engine.config.conditions import split_words
 from virtserve.engine.config.units import parse_time, split_host_port
 from virtserve.engine.config.validate import validate
 
@@ -421,43 +422,10 @@ _SECTIONS = {"global", "defaults", "frontend", "backend", "listen", "userlist", 
 
 def _split(line: str, where: str) -> list[str]:
     """The words of one line, with HAProxy's quoting, backslash escapes and # comments."""
-    words: list[str] = []
-    word: list[str] = []
-    in_word = False
-    quote = ""
-    i = 0
-    while i < len(line):
-        c = line[i]
-        if quote:
-            if c == quote:
-                quote = ""
-            elif c == "\\" and quote == '"' and i + 1 < len(line):
-                i += 1
-                word.append(line[i])
-            else:
-                word.append(c)
-        elif c in "\"'":
-            quote = c
-            in_word = True
-        elif c == "\\" and i + 1 < len(line):
-            i += 1
-            word.append(line[i])
-            in_word = True
-        elif c == "#":
-            break
-        elif c in " \t":
-            if in_word:
-                words.append("".join(word))
-                word, in_word = [], False
-        else:
-            word.append(c)
-            in_word = True
-        i += 1
-    if quote:
-        raise ConfigError(where, "unterminated quote")
-    if in_word:
-        words.append("".join(word))
-    return words
+    try:
+        return split_words(line, comments=True)
+    except ValueError:  # the only one split_words raises: a quote left open
+        raise ConfigError(where, "unterminated quote") from None
 
 
 def _host_port(text: str, where: str, what: str) -> tuple[str, int]:
