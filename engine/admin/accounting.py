@@ -88,6 +88,26 @@ def _frontend_tally(fe: Frontend, ex: Exchange, status: int, term: str) -> None:
         fc.cli_aborts += 1
 
 
+def tunnel_opened(client: HttpProxyProtocol, ex: Exchange, now: float) -> None:
+    """An Upgrade was answered 101: the request is accounted (and logged) now; from here on the
+    exchange carries the tunnel's own bytes, accounted when it closes (tunnel_closed) and shown
+    while it lives (live.py)."""
+    http_done(client, ex, 101, "--", now)
+    ex.bytes_in = len(ex.early)  # sent on to the server with the switch
+    ex.bytes_out = 0
+
+
+def tunnel_closed(client: HttpProxyProtocol, ex: Exchange) -> None:
+    s = ex.server or ex.last_server
+    c = s.counters if s is not None else (ex.backend or client.fe.backend).counters
+    c.bytes_in += ex.bytes_in
+    c.bytes_out += ex.bytes_out
+    if client.fe.tally:
+        fc = client.fe.counters
+        fc.bytes_in += ex.bytes_in
+        fc.bytes_out += ex.bytes_out
+
+
 def connected(fe: Frontend, s: Server, seconds: float) -> None:
     """A new server connection was established after `seconds`."""
     s.counters.connect_time(seconds)

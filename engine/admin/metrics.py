@@ -17,6 +17,7 @@ from prometheus_client.registry import Collector
 
 from virtserve.engine.admin import view
 from virtserve.engine.admin.counters import BUCKETS
+from virtserve.engine.admin.live import folded
 
 if TYPE_CHECKING:
     from virtserve.engine.engine import Engine
@@ -175,7 +176,13 @@ class EngineCollector(Collector):
 
 def _walk(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, Any]:
     """Read every counter once into families made by `make` (_Families for the registry,
-    _Text for the exposition): frontends, backends, servers, each family in first-add order."""
+    _Text for the exposition): frontends, backends, servers, each family in first-add order,
+    with the bytes of the connections still open (live.py)."""
+    with folded(e):
+        return _read(e, make)
+
+
+def _read(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, Any]:
     fr = make("haproxy_frontend", ["proxy"])
     for fe in e.frontends.values():
         c, lab = view.frontend_counters(fe), [fe.name]

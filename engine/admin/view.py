@@ -7,6 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any, Iterator
 
 from virtserve.engine.admin.counters import Counters, summed
+from virtserve.engine.admin.live import folded
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Backend, Server
@@ -161,9 +162,15 @@ def server_row(b: Backend, s: Server, iid: int) -> dict[str, Any]:
     }
 
 
-def rows(engine: Engine) -> Iterator[dict[str, Any]]:
+def rows(engine: Engine) -> list[dict[str, Any]]:
     """Every frontend, then each backend's servers and the backend itself, as HAProxy lists
-    them. A backend's max sessions is sampled here (the data path counts only per server)."""
+    them, with the bytes of the connections still open (live.py). A backend's max sessions is
+    sampled here (the data path counts only per server)."""
+    with folded(engine):
+        return list(_rows(engine))
+
+
+def _rows(engine: Engine) -> Iterator[dict[str, Any]]:
     iid = 0
     for fe in engine.frontends.values():
         iid += 1

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from virtserve.engine.admin.accounting import connect_failed, connected, http_done, redispatched
+from virtserve.engine.admin.accounting import (connect_failed, connected, http_done, redispatched, tunnel_closed,
+                                               tunnel_opened)
 from virtserve.engine.l7.pipeline import Request
 from virtserve.engine.l7.responses import ERROR
 from virtserve.engine.l7.upstream import HttpUpstreamProtocol
@@ -159,7 +160,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         tunnel = self.tunnel
         if tunnel is not None:
             tunnel.transport.write(data)
-            self.fe.counters.bytes_in += len(data)
+            tunnel.ex.bytes_in += len(data)  # accounted when the tunnel closes (tunnel_closed)
             # Traffic either way keeps both sides of a tunnel alive (one-way streams exist).
             now = self.state.now
             self.deadline = now + self.fe.t_client
@@ -580,6 +581,8 @@ class HttpProxyProtocol(asyncio.Protocol):
                 conn.transport.abort()
             if tunnel is None:  # a tunnel's exchange was accounted when it became one
                 http_done(self, ex, ex.status, "CD", self.state.loop.time())
+            else:
+                tunnel_closed(self, ex)
             self._release_server(ex)
         self.queue.clear()
 
@@ -671,7 +674,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         ex = self.current
         self.tunnel = conn
         if ex is not None:
-            http_done(self, ex, 101, "--", self.state.loop.time())
+            tunnel_opened(self, ex, self.state.loop.time())
         self._release_server(ex)  # type: ignore[arg-type]
         if ex is not None and ex.early:
             conn.transport.write(ex.early)

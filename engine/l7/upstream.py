@@ -97,7 +97,7 @@ class HttpUpstreamProtocol(asyncio.Protocol):
         client = self.client
         if self.tunnel:
             client.transport.write(data)  # type: ignore[union-attr]
-            self.fe.counters.bytes_out += len(data)
+            self.ex.bytes_out += len(data)  # type: ignore[union-attr]
             now = self.state.now
             self.deadline = now + self.fe.t_server
             client.deadline = now + self.fe.t_client  # type: ignore[union-attr]
