@@ -199,20 +199,27 @@ def _scrape_cost(sc: dict[str, Any] | None) -> list[str]:
     if "error" in sc:
         return lines + [f"- failed: {sc['error']}"]
     med = sc["medians"]
-    change, cpu = sc.get("requests_per_s_change_pct"), sc.get("req_per_cpu_s_change_pct")
     share = sc.get("scrape_cpu_share_pct")
-    lines += [f"{sc['scenario']} through one virtserve with stats on, runs alternating quiet and "
-              f"scraped ({sc['runs_per_arm']} each, medians).", "",
-              "| arm | req/s | req/CPU-s |", "|---|---:|---:|",
-              f"| quiet | {fmt_int(med['quiet']['requests_per_s'])} | {fmt_int(med['quiet']['req_per_cpu_s'])} |",
-              f"| scraped | {fmt_int(med['scraped']['requests_per_s'])} | {fmt_int(med['scraped']['req_per_cpu_s'])} |",
-              "",
-              f"Change: {'-' if change is None else f'{change:+.2f}%'} req/s, "
-              f"{'-' if cpu is None else f'{cpu:+.2f}%'} req per proxy CPU-second (limit "
-              f"{sc['limit_pct']:g}%). One scrape: {sc.get('cpu_per_scrape_ms')} ms of proxy CPU "
-              f"(idle), {'-' if share is None else f'{share:.2f}%'} of the proxy's CPU under load; "
+    paired = sc.get("paired", {})
+    lines += [f"{sc['scenario']} through one virtserve with stats on, {sc['runs_per_arm']} pairs of "
+              f"{sc['duration_s']:g} s runs, quiet and scraped back to back; the change is the median "
+              "over the pairs of scraped / quiet, with its 95% bootstrap interval.", "",
+              "| arm | req/s | req/CPU-s | proxy CPU us/req |", "|---|---:|---:|---:|"]
+    for arm in ("quiet", "scraped"):
+        m = med[arm]
+        us = m.get("cpu_us_per_req")
+        lines.append(f"| {arm} | {fmt_int(m['requests_per_s'])} | {fmt_int(m['req_per_cpu_s'])} | "
+                     f"{'-' if us is None else f'{us:.1f}'} |")
+    lines.append("")
+    for key, what in (("requests_per_s", "req/s"), ("req_per_cpu_s", "req per proxy CPU-second")):
+        e = paired.get(key)
+        if e:
+            lines.append(f"- {what}: {e['median_pct']:+.2f}% [{e['ci_low_pct']:+.2f}%, {e['ci_high_pct']:+.2f}%]")
+    lines += [f"- the {sc['limit_pct']:g}% bound on the req/s change: {sc.get('bound', '-')}",
+              f"- one scrape: {sc.get('cpu_per_scrape_ms')} ms of proxy CPU (idle), "
+              f"{'-' if share is None else f'{share:.2f}%'} of the proxy's CPU under load; "
               f"latency median {sc['scrape_ms']['median']} ms, p99 {sc['scrape_ms']['p99']} ms; "
-              f"{sc.get('metrics_bytes')} bytes."]
+              f"{sc.get('metrics_bytes')} bytes"]
     return lines
 
 

@@ -193,6 +193,9 @@ def test_scrape_cost_runs_both_arms_against_a_stats_enabled_virtserve(tmp_path):
     assert all(r["requests"] > 0 and r["error_count"] == 0 for r in sc["runs"])
     assert sc["scrape_ms"]["errors"] == 0 and sc["metrics_bytes"] > 1000
     assert sc["cpu_per_scrape_ms"] > 0 and sc["requests_per_s_change_pct"] is not None
+    paired = sc["paired"]["requests_per_s"]
+    assert paired["pairs"] == 1 and paired["ci_low_pct"] <= paired["median_pct"] <= paired["ci_high_pct"]
+    assert sc["bound"] in ("shown", "not shown", "exceeded") and sc["medians"]["quiet"]["cpu_us_per_req"] > 0
     assert "## Cost of a /metrics scrape every 100 ms" in open(report["files"]["markdown"]).read()
 
 
