@@ -54,13 +54,22 @@ def paired_effect(a: Sequence[float], b: Sequence[float], *, confidence: float =
     d = log_ratios(a, b)
     if not d:
         raise ValueError("no pair has both values")
+    mid, low, high = median_interval(d, confidence=confidence, resamples=resamples, seed=seed)
+    return Effect(_pct(mid), _pct(low), _pct(high), confidence, len(d))
+
+
+def median_interval(values: Sequence[float], *, confidence: float = 0.95, resamples: int = 10000,
+                    seed: int = 7) -> tuple[float, float, float]:
+    """(median, low, high): the median of values and its bootstrap percentile interval."""
+    if not values:
+        raise ValueError("no values")
     rng = random.Random(seed)
-    n = len(d)
-    medians = sorted(statistics.median(rng.choices(d, k=n)) for _ in range(resamples))
+    n = len(values)
+    medians = sorted(statistics.median(rng.choices(values, k=n)) for _ in range(resamples))
     tail = (1 - confidence) / 2
     low = medians[int(tail * resamples)]
     high = medians[min(resamples - 1, int((1 - tail) * resamples))]
-    return Effect(_pct(statistics.median(d)), _pct(low), _pct(high), confidence, n)
+    return statistics.median(values), low, high
 
 
 def _pct(log_ratio: float) -> float:

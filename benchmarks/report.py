@@ -202,8 +202,8 @@ def _scrape_cost(sc: dict[str, Any] | None) -> list[str]:
     share = sc.get("scrape_cpu_share_pct")
     paired = sc.get("paired", {})
     lines += [f"{sc['scenario']} through one virtserve with stats on, {sc['runs_per_arm']} pairs of "
-              f"{sc['duration_s']:g} s runs, quiet and scraped back to back; the change is the median "
-              "over the pairs of scraped / quiet, with its 95% bootstrap interval.", "",
+              f"{sc['duration_s']:g} s windows of one load, quiet and scraped back to back; the change is "
+              "the median over the pairs of scraped / quiet, with its 95% bootstrap interval.", "",
               "| arm | req/s | req/CPU-s | proxy CPU us/req |", "|---|---:|---:|---:|"]
     for arm in ("quiet", "scraped"):
         m = med[arm]
@@ -215,6 +215,12 @@ def _scrape_cost(sc: dict[str, Any] | None) -> list[str]:
         e = paired.get(key)
         if e:
             lines.append(f"- {what}: {e['median_pct']:+.2f}% [{e['ci_low_pct']:+.2f}%, {e['ci_high_pct']:+.2f}%]")
+    loaded, util = sc.get("loaded_cpu_per_scrape_ms"), sc.get("proxy_cpu_util")
+    if loaded:
+        lines.append(f"- under load one scrape costs the proxy {loaded[0]:.2f} ms of CPU [{loaded[1]:.2f}, "
+                     f"{loaded[2]:.2f}]: {loaded[0] / sc['interval_s'] / 10:.2f}% of a core, what a CPU-bound "
+                     f"proxy with a core to itself would lose in req/s (this one had "
+                     f"{(util or 0) * 100:.0f}% of a core)")
     lines += [f"- the {sc['limit_pct']:g}% bound on the req/s change: {sc.get('bound', '-')}",
               f"- one scrape: {sc.get('cpu_per_scrape_ms')} ms of proxy CPU (idle), "
               f"{'-' if share is None else f'{share:.2f}%'} of the proxy's CPU under load; "

@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from virtserve.benchmarks.paired import log_ratios, paired_effect
+from virtserve.benchmarks.paired import log_ratios, median_interval, paired_effect
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -58,3 +58,12 @@ def test_same_data_same_interval_and_pairs_must_match():
         log_ratios([1.0], [1.0, 2.0])
     with pytest.raises(ValueError, match="no pair"):
         paired_effect([0.0], [1.0])
+
+
+def test_median_interval_holds_the_median_of_values_spread_around_it():
+    rng = random.Random(5)
+    values = [0.8 + rng.gauss(0, 0.2) for _ in range(200)]
+    mid, low, high = median_interval(values)
+    assert low < mid < high and low < 0.8 < high and high - low < 0.1
+    with pytest.raises(ValueError):
+        median_interval([])
