@@ -2,19 +2,23 @@
 tree of weights for weighted random draws. Both O(log n) per update and per pick."""
 from __future__ import annotations
 
-from heapq import heapify, heappop, heappush
+from heapq import heapify, heappop, heappush, heapreplace
 from typing import Any, Callable, Sequence
 
 
 class KeyedHeap:
     """The eligible servers ordered by key(s), then by list position (ties: first in list order).
 
-    An update pushes a fresh entry and bumps the server's version; entries with an old version are
-    dropped when they reach the top (lazy deletion), and the heap is rebuilt when stale entries
-    outnumber live ones, so a pick and an update are O(log n) amortised.
+    Entries are (key, position, version). A key that only grows (a take: more load, a later
+    virtual time) needs no hook: the top entry's key is compared with key(s) at each look, and a
+    grown one is re-sifted in place (heapreplace), so the only live entry of every server is a
+    lower bound of its key and the top, once checked, is the true least. Anything else (a drop,
+    up, down, weight) calls update(), which pushes a fresh entry and bumps the server's version;
+    entries of an old version are popped when they reach the top (lazy deletion), and the heap is
+    rebuilt when stale entries outnumber live ones. O(log n) amortised per pick and per update.
     """
 
-    __slots__ = ("servers", "key", "eligible", "pos", "ver", "heap")
+    __slots__ = ("servers", "key", "eligible", "pos", "ver", "heap", "limit")
 
     def __init__(self, servers: Sequence[Any], key: Callable[[Any], Any], eligible: Callable[[Any], bool]) -> None:
         self.servers = servers
@@ -22,6 +26,7 @@ class KeyedHeap:
         self.eligible = eligible
         self.pos = {id(s): i for i, s in enumerate(servers)}
         self.ver = [0] * len(servers)
+        self.limit = 2 * len(servers) + 32
         self.rebuild()
 
     def rebuild(self) -> None:
@@ -33,14 +38,16 @@ class KeyedHeap:
         i = self.pos.get(id(s))
         if i is None:
             return
-        self.ver[i] += 1
+        ver = self.ver
+        v = ver[i] = ver[i] + 1
         if self.eligible(s):
-            heappush(self.heap, (self.key(s), i, self.ver[i]))
-        if len(self.heap) > 2 * len(self.servers) + 32:
-            self.rebuild()
+            heap = self.heap
+            heappush(heap, (self.key(s), i, v))
+            if len(heap) > self.limit:
+                self.rebuild()
 
     def _top(self):
-        heap, ver, servers, eligible = self.heap, self.ver, self.servers, self.eligible
+        heap, ver, servers, eligible, key = self.heap, self.ver, self.servers, self.eligible, self.key
         while heap:
             entry = heap[0]
             i = entry[1]
@@ -48,9 +55,13 @@ class KeyedHeap:
                 heappop(heap)
                 continue
             s = servers[i]
-            if not eligible(s):  # changed without its hook: drop it until the next update
+            if not eligible(s):  # became full (or changed without its hook): out until an update
                 heappop(heap)
                 ver[i] += 1
+                continue
+            k = key(s)
+            if k != entry[0]:  # grew since it was pushed: re-sift with its key now
+                heapreplace(heap, (k, i, entry[2]))
                 continue
             return entry
         return None

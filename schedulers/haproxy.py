@@ -86,8 +86,7 @@ class HaproxyRoundRobin(Scheduler):
             return s
         key = id(s)
         self._now = vt = self._vt[key]
-        self._vt[key] = vt + SCALE / self._ew[key]
-        self._heap.update(s)
+        self._vt[key] = vt + SCALE / self._ew[key]  # grown: the heap re-sifts it at its next look
         return s
 
     def take(self, s) -> None:
@@ -163,14 +162,45 @@ class StaticRoundRobin(Scheduler):
 @register
 class LeastConn(HeapScheduler):
     name = "leastconn"
+    scan_below = 12  # its keys are tuples: the heap's crossing comes sooner (pick_cost)
 
     def __init__(self, servers, options=None) -> None:
-        self._seq = itertools.count()
+        if not hasattr(self, "_turn"):  # not when add/remove build it again: the turns stay
+            self._seq = itertools.count()
+            self._turn: dict[int, int] = {}  # id(server) -> when it was last re-keyed
+        for s in servers:
+            self._turn.setdefault(id(s), next(self._seq))
         super().__init__(servers, options)
 
     def key(self, s):
         n = s.active
-        return ((n + 1) * 4096 // (s.weight * 16) if n else 0, next(self._seq))
+        return ((n + 1) * 4096 // (s.weight * 16) if n else 0, self._turn[id(s)])
+
+    def take(self, s) -> None:
+        self._turn[id(s)] = next(self._seq)  # the key grew: the heap sees it at its top
+
+    def _changed(self, s) -> None:
+        self._turn[id(s)] = next(self._seq)
+        self._update(s)
+
+    drop = up = down = weight = _changed
+
+    def scan(self, avoid=None):
+        turn = self._turn
+        best = spare = None
+        bkey = (0, 0)
+        for s in self.servers:
+            w = s.weight
+            if w <= 0 or not s.up or (s.maxconn and s.active >= s.maxconn):
+                continue
+            if s is avoid:
+                spare = s
+                continue
+            n = s.active
+            k = ((n + 1) * 4096 // (w * 16) if n else 0, turn[id(s)])
+            if best is None or k < bkey:
+                best, bkey = s, k
+        return best if best is not None else spare
 
 
 @register
@@ -180,6 +210,15 @@ class First(HeapScheduler):
     @staticmethod
     def key(s):
         return 0  # list position decides
+
+    def scan(self, avoid=None):
+        spare = None
+        for s in self.servers:
+            if s.weight > 0 and s.up and (not s.maxconn or s.active < s.maxconn):
+                if s is not avoid:
+                    return s
+                spare = s
+        return spare
 
 
 @register

@@ -11,8 +11,8 @@ lblcr: the cache holds a set of servers per address. The pick is the least loade
 (wlc rule within the set); an overloaded or missing one adds wlc's choice to the set; a set of
 more than one not modified for `expiration` seconds loses its most loaded member.
 
-Cost: the wlc part is the O(log n) heap of wlc.py; "some server has active * 2 < weight" is a
-count kept by the hooks (O(1)); a set is scanned (sets stay small). Departures: as wlc (config
+Cost: the wlc part is wlc.py's (a scan below 16 servers, an O(log n) heap from there); "some
+server has active * 2 < weight" is a set kept by the hooks (O(1)); a set is scanned (sets stay small). Departures: as wlc (config
 order, `avoid`), and a down server counts as deleted (it leaves the overload count).
 """
 from __future__ import annotations
@@ -38,7 +38,7 @@ class _Cached(WeightedLeastConnection):
         self._light: set[int] = {id(s) for s in self.servers if s.up and s.active * 2 < s.weight}
 
     def _changed(self, s) -> None:
-        self._heap.update(s)
+        self._update(s)
         if s.up and s.active * 2 < s.weight:
             self._light.add(id(s))
         else:
@@ -78,7 +78,7 @@ class LocalityLeastConnection(_Cached):
             s = en[1]
             if s.available and s is not avoid and not self._overloaded(s):
                 return s
-        s = self._heap.first(avoid)
+        s = self._least(avoid)
         if s is not None and s is not avoid:
             self._store(ctx.dest_ip, [now, s], now)
         return s
@@ -102,7 +102,7 @@ class LocalityLeastConnectionReplicated(_Cached):
                     en[1] = now
             if s is not None and not self._overloaded(s):
                 return s
-        s = self._heap.first(avoid)
+        s = self._least(avoid)
         if s is None or s is avoid:
             return s
         if en is None:

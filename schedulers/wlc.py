@@ -5,8 +5,9 @@ with the least overhead / weight. The kernel scans the list and switches from `l
 when loh * w_d > doh * w_least, so the answer is the first server (in list order) with the least
 ratio. Weight 0 and unavailable servers are never picked.
 
-Cost: O(log n). The eligible servers sit in a heap keyed (overhead / weight, list position);
-take/drop/up/down/weight re-key the one server concerned (see heapsched.py). The ratio is a
+Cost: below `scan-below` servers (16) the kernel's scan itself; from there O(log n): the eligible
+servers sit in a heap keyed (overhead / weight, list position), a take is noticed at the top,
+drop/up/down/weight re-key the one server concerned (see heapsched.py). The ratio is a
 float: IEEE division is correctly rounded, so equal ratios give equal floats and distinct ones
 (they differ by at least 1/(w1*w2)) stay ordered while overhead < 2**35, i.e. fewer than 2**27
 connections on one server.
@@ -22,7 +23,7 @@ Departures, and why:
 from __future__ import annotations
 
 from virtserve.schedulers.base import register
-from virtserve.schedulers.heapsched import HeapScheduler
+from virtserve.schedulers.heapsched import HeapScheduler, scan_wlc
 
 
 @register
@@ -32,3 +33,6 @@ class WeightedLeastConnection(HeapScheduler):
     @staticmethod
     def key(s):
         return ((s.active << 8) + s.inactive) / s.weight
+
+    def scan(self, avoid=None):
+        return scan_wlc(self.servers, avoid)

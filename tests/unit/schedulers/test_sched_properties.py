@@ -103,11 +103,27 @@ events = st.lists(st.one_of(
 ), max_size=120)
 
 
+def drive(be, ev) -> None:
+    s = be.servers[ev[1] % len(be.servers)]
+    if ev[0] == "take":
+        be.take(s)
+    elif ev[0] == "drop" and s.active:
+        be.drop(s)
+    elif ev[0] == "up":
+        be.set_up(s, True)
+    elif ev[0] == "down":
+        be.set_up(s, False)
+    elif ev[0] == "weight":
+        be.set_weight(s, ev[2])
+
+
+# scan-below 0: the O(log n) heap at any size; 1000: the scan used below 16 servers (12 for leastconn).
+@pytest.mark.parametrize("mode", [{"scan-below": 0}, {"scan-below": 1000}], ids=["heap", "scan"])
 @pytest.mark.parametrize("name", sorted(KERNEL))
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(weights=st.lists(st.integers(0, 8), min_size=1, max_size=10), maxconn=st.sampled_from([0, 2, 5]), evs=events)
-def test_least_family_equals_the_kernel_scan(name, weights, maxconn, evs):
-    be = backend(name, weights, maxconn)
+def test_least_family_equals_the_kernel_scan(name, mode, weights, maxconn, evs):
+    be = backend(name, weights, maxconn, mode)
     servers = be.servers
     for ev in evs:
         if ev[0] == "pick":
@@ -116,18 +132,41 @@ def test_least_family_equals_the_kernel_scan(name, weights, maxconn, evs):
             if got is not None:
                 be.take(got)
             continue
-        s = servers[ev[1] % len(servers)]
-        if ev[0] == "take":
-            be.take(s)
-        elif ev[0] == "drop" and s.active:
-            be.drop(s)
-        elif ev[0] == "up":
-            be.set_up(s, True)
-        elif ev[0] == "down":
-            be.set_up(s, False)
-        elif ev[0] == "weight":
-            be.set_weight(s, ev[2])
+        drive(be, ev)
     assert be.pick(CTX) is KERNEL[name](servers)
+
+
+def haproxy_first(servers):
+    """lb_fas.c: the first usable server in id order with room below its maxconn."""
+    return next((s for s in servers if s.up and s.weight > 0 and (not s.maxconn or s.active < s.maxconn)), None)
+
+
+@pytest.mark.parametrize("name", ["leastconn", "first"])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(weights=st.lists(st.integers(0, 8), min_size=1, max_size=10), maxconn=st.sampled_from([0, 2, 5]), evs=events)
+def test_haproxy_least_family_heap_equals_scan(name, weights, maxconn, evs):
+    """The heap (any size) and the scan (below 16 servers (12 for leastconn)) give the same picks on the same
+    events; `first` also equals lb_fas.c's rule, and leastconn's pick always has the least
+    (inflight + 1) * 4096 // (weight * 16) key (0 when idle) among usable servers."""
+    heap = backend(name, weights, maxconn, {"scan-below": 0})
+    scan = backend(name, weights, maxconn, {"scan-below": 1000})
+    for ev in evs:
+        if ev[0] == "pick":
+            a, b = heap.pick(CTX), scan.pick(CTX)
+            assert (a and a.name) == (b and b.name)
+            usable = [s for s in scan.servers if s.available]
+            assert (b is None) == (not usable)
+            if name == "first":
+                assert b is haproxy_first(scan.servers)
+            elif b is not None:
+                load = lambda s: (s.active + 1) * 4096 // (s.weight * 16) if s.active else 0  # noqa: E731
+                assert load(b) == min(load(s) for s in usable)
+            if a is not None:
+                heap.take(a)
+                scan.take(b)
+            continue
+        drive(heap, ev)
+        drive(scan, ev)
 
 
 # --- shares follow weights ---------------------------------------------------------------------
