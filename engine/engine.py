@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from virtserve.engine.admin.inband import pages as inband_pages
 from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
@@ -110,7 +111,8 @@ class Engine:
             if old_fe is not None and old_fe.spec == spec and old_fe.uses == backends_used(spec, backend, backends):
                 frontends[spec.name] = old_fe
             else:
-                frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends)
+                frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends,
+                                                stats_page=inband_pages(self))
         if self.ipvs is None:  # first start: the kernel takes the services it can serve
             self.ipvs = Director(config, backends, state.loop)
             self._in_kernel = set(self.ipvs.start())

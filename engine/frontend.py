@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import FrontendSpec
 from virtserve.engine.l7.pipeline import Pipeline
+from virtserve.engine.l7.stages import build as build_stages
 from virtserve.schedulers.base import Needs
 
 if TYPE_CHECKING:
@@ -23,7 +24,8 @@ MAX_WAITING_BYTES = 64 * 1024  # what a waiting client may send before reading p
 class Frontend:
     def __init__(self, spec: FrontendSpec, backend: Backend, state: EngineState, pool: UpstreamPool,
                  protocol: Callable[[Frontend], asyncio.Protocol],
-                 backends: Mapping[str, Backend] | None = None) -> None:
+                 backends: Mapping[str, Backend] | None = None,
+                 stats_page: Callable[[Any], Any] | None = None) -> None:
         self.spec = spec
         self.name = spec.name
         self.backend = backend
@@ -62,6 +64,10 @@ class Frontend:
             self.capture = self.pipeline.capture
             for used in self.uses:
                 self.needs |= used.needs
+        # In-band stats, the backends' rules, httpclose (l7/stages.py): None when there are none.
+        stages = build_stages(spec, self.pipeline, backend, self.uses, stats_page) if spec.mode == "http" else None
+        if stages is not None:
+            self.pipeline, self.capture = stages, stages.capture  # type: ignore[assignment]
         # Requests are counted per server and summed when read; a backend that several
         # frontends share, or a frontend that routes to several backends, cannot be summed that
         # way, so those frontends count their own totals too.

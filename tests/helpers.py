@@ -162,3 +162,12 @@ async def raw_exchange(host: str, port: int, data: bytes, *, timeout: float = 5.
 
 def body_json(data: bytes) -> Any:
     return json.loads(data.split(b"\r\n\r\n", 1)[1])
+
+
+async def start_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve an aiohttp app on 127.0.0.1 (a free port): its runner (cleanup() stops it) and port."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]

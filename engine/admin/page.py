@@ -91,17 +91,23 @@ class StatsApp:
 
     # --- handlers --------------------------------------------------------------------------
 
+    def authorized(self, header: str) -> bool:
+        """Whether an Authorization header value gives credentials of `stats auth` (or none are
+        asked). Also used by the page served in-band (admin/inband.py)."""
+        if not self._auth:
+            return True
+        given = b""
+        if header[:6].lower() == "basic ":
+            try:
+                given = base64.b64decode(header[6:].strip(), validate=True)
+            except ValueError:
+                given = b""
+        return any(hmac.compare_digest(given, ok) for ok in self._auth)
+
     @web.middleware
     async def _check_auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if self._auth:
-            header = request.headers.get("Authorization", "")
-            given = b""
-            if header[:6].lower() == "basic ":
-                try:
-                    given = base64.b64decode(header[6:].strip(), validate=True)
-                except ValueError:
-                    given = b""
-            if not any(hmac.compare_digest(given, ok) for ok in self._auth):
+            if not self.authorized(request.headers.get("Authorization", "")):
                 realm = self.spec.realm.replace('"', "")
                 return web.Response(status=401, text="401 Unauthorized\n",
                                     headers={"WWW-Authenticate": f'Basic realm="{realm}"'})

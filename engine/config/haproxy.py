@@ -64,7 +64,6 @@ _OPTIONS_NOTED = {  # options accepted with a notice: logging comes with the sta
     "httplog", "tcplog", "dontlognull", "log-health-checks", "logasap", "http-keep-alive",
     "http-server-close", "splice-auto", "splice-request", "splice-response", "tcpka", "clitcpka",
     "srvtcpka", "abortonclose", "http-buffer-request", "prefer-last-server", "socket-stats",
-    "httpclose", "forceclose",
 }
 
 
@@ -90,7 +89,8 @@ class _Proxy:
         return FrontendSpec(
             name=self.name, binds=tuple(self.binds), default_backend=backend, mode=s.get("mode", "tcp"),
             timeouts=self._timeouts(), maxconn=s.get("maxconn", 0), forwardfor=s.get("forwardfor", False),
-            where=self.where, rules=s.get("rules", ()), routes=s.get("routes", ()))
+            where=self.where, rules=s.get("rules", ()), routes=s.get("routes", ()),
+            stats=s.get("stats") if self.kind == "frontend" else None, httpclose=s.get("httpclose", False))
 
     def backend(self) -> BackendSpec:
         s = self.settings
@@ -103,7 +103,10 @@ class _Proxy:
             forwardfor=s.get("forwardfor", False), where=self.where,
             check=features.backend_check(self) if checked else None,
             slowstart=s.get("slowstart", 0.0), allbackups=s.get("allbackups", False),
-            cookie=s.get("cookie"), stick=s.get("stick"), redispatch=s.get("redispatch", False))
+            cookie=s.get("cookie"), stick=s.get("stick"), redispatch=s.get("redispatch", False),
+            # A listen's rules run as its frontend's; its stats answer whatever reaches it.
+            rules=s.get("rules", ()) if self.kind == "backend" else (), stats=s.get("stats"),
+            httpclose=s.get("httpclose", False))
 
     def _timeouts(self) -> Timeouts:
         return dataclasses.replace(Timeouts(), **self.settings["timeouts"])
@@ -214,15 +217,17 @@ class _Parser:
         stats = None
         for proxy in self.proxies:
             try:
-                if "stats" in proxy.settings:
-                    if proxy.kind == "backend" or proxy.servers or "default_backend" in proxy.settings:
-                        raise ConfigError(proxy.lines["stats"], "stats on a proxy that also serves traffic "
-                                          "is not supported yet: give the stats page a section of its own "
-                                          "(listen stats, with its bind)")
+                # A section that only shows stats (`listen stats` + bind) is the stats listener;
+                # on a proxy that serves traffic the page is served in-band (its spec's stats).
+                if "stats" in proxy.settings and proxy.kind != "backend" and not proxy.servers \
+                        and "default_backend" not in proxy.settings:
                     if stats is not None or len(proxy.binds) != 1:
                         raise ConfigError(proxy.where, "one stats section, with exactly one bind, is supported")
                     stats = dataclasses.replace(proxy.settings["stats"], bind=proxy.binds[0])
                     continue
+                if "stats" in proxy.settings and proxy.settings["stats"].admin:
+                    self.note(proxy.lines["stats"], "stats admin: the page served in-band shows no admin form; "
+                                                    "use a `listen stats` section or the stats socket to change servers")
                 if proxy.kind in ("frontend", "listen"):
                     if proxy.kind == "frontend" and "default_backend" not in proxy.settings:
                         raise ConfigError(proxy.where, f"frontend {proxy.name!r} has no default_backend")
@@ -371,10 +376,14 @@ def _kw_option(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
         features.kw_option_httpchk(p, proxy, params, where)
     elif name in ("redispatch", "allbackups"):
         proxy.set(name, True, where)
+    elif name in ("httpclose", "forceclose"):
+        pass  # set below
     elif name in _OPTIONS_NOTED:
         p.note(where, f"option {name} has no effect in virtserve yet")
     else:
         raise ConfigError(where, f"unknown or unsupported option {name!r}")
+    if name in ("httpclose", "forceclose", "http-server-close", "http-keep-alive"):
+        proxy.set("httpclose", name in ("httpclose", "forceclose"), where)  # the last one wins
 
 
 def _kw_no(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
@@ -382,6 +391,8 @@ def _kw_no(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
         raise ConfigError(where, "`no` must be followed by `option NAME`")
     if args[1] == "forwardfor":
         proxy.set("forwardfor", False, where)
+    elif args[1] in ("httpclose", "forceclose"):
+        proxy.set("httpclose", False, where)
     elif args[1] in _OPTIONS_NOTED:
         p.note(where, f"no option {args[1]} has no effect in virtserve yet")
     else:
@@ -408,10 +419,10 @@ _KEYWORDS: dict[str, tuple[frozenset[str], Handler]] = {
     "stick": (frozenset({"backend", "listen"}), features.kw_stick),
     "http-check": (BACK, features.kw_http_check),
     "stats": (PROXIES, features.kw_stats),
-    "acl": (frozenset({"frontend", "listen"}), features.kw_acl),
+    "acl": (PROXIES, features.kw_acl),
     "use_backend": (frozenset({"frontend", "listen"}), features.kw_use_backend),
-    "http-request": (frozenset({"frontend", "listen"}), features.kw_http_request),
-    "reqadd": (frozenset({"frontend", "listen"}), features.kw_reqadd),
+    "http-request": (PROXIES, features.kw_http_request),
+    "reqadd": (PROXIES, features.kw_reqadd),
 }
 
 _SECTIONS = {"global", "defaults", "frontend", "backend", "listen", "userlist", "peers", "resolvers",

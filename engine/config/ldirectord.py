@@ -141,7 +141,9 @@ class _Parser:
             except ConfigError as exc:
                 self.errors.append(exc)
         if self.errors:
-            raise ConfigErrors(sorted(self.errors, key=_line_of))
+            # A global setting's error comes once per virtual service that reads it: once is enough.
+            unique = list({str(e): e for e in self.errors}.values())
+            raise ConfigErrors(sorted(unique, key=_line_of))
         config = Config(frontends=tuple(frontends), backends=tuple(backends), source=self.source,
                         **({"autoreload": True} if self.autoreload else {}))
         validate(config)

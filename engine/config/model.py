@@ -248,6 +248,13 @@ class BackendSpec:
     stick: StickSpec | None = None  # stick on the source address
     redispatch: bool = False  # option redispatch: a retry may leave the persisted server
     ipvs: IpvsSpec | None = None  # the kernel service's protocol/fwmark/one-packet (None: tcp)
+    # http-request rules applied to the requests routed here, after the frontend's (HAProxy's
+    # backend http-request); their conditions' ACLs are the backend's own.
+    rules: tuple[RuleSpec, ...] = ()
+    # The stats page served in-band: a request routed here whose URI starts with stats.uri is
+    # answered with the page (bind None), the others are proxied.
+    stats: StatsSpec | None = None
+    httpclose: bool = False  # option httpclose: both connections close after each response
 
     @property
     def options(self) -> dict[str, Any]:
@@ -270,6 +277,8 @@ class FrontendSpec:
     rules: tuple[RuleSpec, ...] = ()
     routes: tuple[RouteSpec, ...] = ()
     forward: str = "userspace"  # L4 data path: userspace (the relay) | ipvs (the kernel) | auto
+    stats: StatsSpec | None = None  # the stats page in-band on this frontend's binds (see BackendSpec)
+    httpclose: bool = False  # option httpclose: both connections close after each response
 
 
 FORWARDS = ("userspace", "ipvs", "auto")
@@ -315,7 +324,7 @@ class StatsSpec:
     """HAProxy's `stats` settings: the page (and /metrics) on its own listener, and the
     runtime API socket (`stats socket PATH level admin`)."""
 
-    bind: BindSpec | None = None  # no page without one
+    bind: BindSpec | None = None  # its own listener; None on a proxy's stats (served in-band)
     uri: str = "/"
     realm: str = "HAProxy Statistics"
     auth: tuple[tuple[str, str], ...] = ()  # (user, password); none: no credentials asked

@@ -22,12 +22,13 @@ from virtserve.engine.config.model import (
     BindSpec,
     Config,
     ConfigError,
+    ConfigErrors,
     FrontendSpec,
     RedirectSpec,
     ServerSpec,
     Timeouts,
 )
-from virtserve.engine.config.native_admin import admin_sections
+from virtserve.engine.config.native_admin import admin_sections, proxy_stats
 from virtserve.engine.config import tls_keys
 from virtserve.engine.config import native_checks
 from virtserve.engine.config import native_rules
@@ -39,13 +40,15 @@ from virtserve.engine.config.validate import validate
 TOP_KEYS = ("grace", "defaults", "frontend", "backend", "listen", "stats", "log", "workers", "autoreload", "ipvs")
 TIMEOUT_KEYS = ("connect", "client", "server", "http-request", "keep-alive", "queue", "handshake")
 FRONTEND_KEYS = ("bind", "mode", "backend", "maxconn", "forwardfor", "timeout", "redirect",
-                 *native_rules.FRONTEND_RULE_KEYS, *native_ipvs.FRONTEND_KEYS)
+                 *native_rules.FRONTEND_RULE_KEYS, *native_ipvs.FRONTEND_KEYS, "stats", "httpclose")
 BACKEND_KEYS = ("mode", "scheduler", "scheduler-options", "retries", "forwardfor", "timeout", "servers",
                 *native_checks.BACKEND_CHECK_KEYS,
-                "cookie", "persistent", "stick", "redispatch", *native_ipvs.BACKEND_KEYS)
+                "cookie", "persistent", "stick", "redispatch", *native_ipvs.BACKEND_KEYS,
+                *native_rules.BACKEND_RULE_KEYS, "stats", "httpclose")
 LISTEN_KEYS = ("bind", "maxconn", "redirect", *native_rules.FRONTEND_RULE_KEYS, *native_ipvs.FRONTEND_KEYS,
                *BACKEND_KEYS)  # its backend is itself: no `backend` key
-DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options")
+DEFAULTS_KEYS = ("mode", "retries", "forwardfor", "maxconn", "timeout", "scheduler", "scheduler-options",
+                 "httpclose")
 SERVER_KEYS = ("name", "address", "port", "weight", "maxconn", "backup", "ssl", "send-proxy", "check", "cookie",
                *native_ipvs.SERVER_KEYS)
 
@@ -160,29 +163,49 @@ class _Builder:
         self.base = source.parent if source.is_file() else pathlib.Path(".")
         self.defaults: _Table
         self.paths: dict[int, Key] = {}  # id(spec) -> its table, for locate()
+        # Errors of the sections read so far: each section stops at its first, the file does
+        # not (`virtserve check` lists them all).
+        self.errors: list[ConfigError] = []
+
+    def attempt(self, build: Callable[[], Any], default: Any = None) -> Any:
+        try:
+            return build()
+        except _Recorded:
+            return default
+        except ConfigError as exc:
+            self.errors.append(exc)
+            return default
 
     def build(self, data: dict) -> Config:
         top = _Table(self.doc, (), data, TOP_KEYS, "the top level")
-        kwargs = {"grace": top.get("grace", _time)} if "grace" in top else {}
-        kwargs.update(admin_sections(self, top))
+        kwargs: dict[str, Any] = {}
+        if "grace" in top:
+            self.attempt(lambda: kwargs.update(grace=top.get("grace", _time)))
+        self.attempt(lambda: kwargs.update(admin_sections(self, top)))
         if "workers" in top:
-            kwargs["workers"] = top.get("workers", _int)
+            self.attempt(lambda: kwargs.update(workers=top.get("workers", _int)))
         if "autoreload" in top:
-            kwargs["autoreload"] = top.get("autoreload", _bool)
-        kwargs.update(native_ipvs.top_kwargs(self, top))
+            self.attempt(lambda: kwargs.update(autoreload=top.get("autoreload", _bool)))
+        self.attempt(lambda: kwargs.update(native_ipvs.top_kwargs(self, top)))
         raw_defaults = top.raw["defaults"][1] if "defaults" in top else {}
-        self.defaults = _Table(self.doc, ("defaults",), raw_defaults, DEFAULTS_KEYS, "[defaults]")
+        self.defaults = self.attempt(
+            lambda: _Table(self.doc, ("defaults",), raw_defaults, DEFAULTS_KEYS, "[defaults]"),
+            _Table(self.doc, ("defaults",), {}, DEFAULTS_KEYS, "[defaults]"))
         for key in self.defaults.raw:  # check them even where no section inherits them
-            self.defaults.get(key, _CONVERT.get(key, _table))
+            self.attempt(lambda: self.defaults.get(key, _CONVERT.get(key, _table)))
         if "timeout" in self.defaults:
-            self.timeouts_of(self.defaults)
+            self.attempt(lambda: self.timeouts_of(self.defaults))
 
         sections: list[tuple[int, list, list]] = []  # (line, frontends, backends)
         for kind in ("frontend", "backend", "listen"):
-            for name, table in self.sections(top, kind):
-                fronts = [self.frontend(name, table)] if kind != "backend" else []
-                backs = [self.backend(name, table)] if kind != "frontend" else []
+            for name, table in self.attempt(lambda: list(self.sections(top, kind)), []):
+                if table is None:
+                    continue
+                fronts = [self.attempt(lambda: self.frontend(name, table))] if kind != "backend" else []
+                backs = [self.attempt(lambda: self.backend(name, table))] if kind != "frontend" else []
                 sections.append((self.doc.lines.get(table.path) or 0, fronts, backs))
+        if self.errors:
+            raise ConfigErrors(sorted(self.errors, key=_line_of))
         sections.sort(key=lambda s: s[0])  # document order, whatever the kind
 
         config = Config(
@@ -206,10 +229,11 @@ class _Builder:
         for name, body in named.items():
             label = f"[{kind}.{_key(name)}]"
             if not isinstance(body, dict):
-                raise self.doc.error(
+                self.errors.append(self.doc.error(
                     (written, name), f"{label} is not a section: a {kind} needs a name, like [{kind}.web]"
-                )
-            yield name, _Table(self.doc, (written, name), body, allowed, label)
+                ))
+                continue
+            yield name, self.attempt(lambda: _Table(self.doc, (written, name), body, allowed, label))
 
     def frontend(self, name: str, table: _Table) -> FrontendSpec:
         binds = self.binds(table)
@@ -229,6 +253,8 @@ class _Builder:
             **({"redirect": self.redirect(table)} if "redirect" in table else {}),
             **native_rules.frontend_kwargs(self, table),
             **native_ipvs.frontend_kwargs(self, table),
+            **self.inherit(table, ("httpclose",)),
+            **({"stats": proxy_stats(self, table)} if "stats" in table and table.path[0] == "frontend" else {}),
         )
         self.paths[id(spec)] = table.path
         return spec
@@ -247,6 +273,11 @@ class _Builder:
         for key in ("cookie", "persistent", "stick", "redispatch"):
             if key in table:
                 kwargs[key] = table.get(key, _CONVERT[key])
+        kwargs.update(self.inherit(table, ("httpclose",)))
+        if table.path[0] == "backend":  # a listen's rules are its frontend's
+            kwargs.update(native_rules.backend_kwargs(self, table))
+        if "stats" in table and table.path[0] != "frontend":
+            kwargs["stats"] = proxy_stats(self, table)
         spec = BackendSpec(
             name=name,
             servers=self.servers(table),
@@ -347,7 +378,11 @@ class _Builder:
                 path, f"'servers' in {table.label}: expected a list of tables like "
                 f'[{{ address = "127.0.0.1:9001" }}], got {_show(value)}'
             )
-        return tuple(self.server(i, path + (i,), body, table.label, table) for i, body in enumerate(value))
+        servers = tuple(self.attempt(lambda: self.server(i, path + (i,), body, table.label, table))
+                        for i, body in enumerate(value))
+        if None in servers:
+            raise _Recorded(self.doc.source, "")  # the section stops here
+        return servers
 
     def server(self, index: int, path: Key, body: Any, section: str, backend: _Table | None = None) -> ServerSpec:
         named = isinstance(body, dict) and isinstance(body.get("name"), str)
@@ -412,6 +447,15 @@ class _Builder:
         return ""
 
 
+class _Recorded(ConfigError):
+    """A section gives up on an error already in the builder's list."""
+
+
+def _line_of(error: ConfigError) -> int:
+    line = error.where.rpartition(":")[2]
+    return int(line) if line.isdigit() else 0
+
+
 def _str(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"expected a string, got {_show(value)}")
@@ -468,7 +512,7 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "mode": _mode, "retries": _int, "forwardfor": _bool, "maxconn": _int, "scheduler": _str,
     "scheduler-options": _options, "weight": _int, "backup": _bool,
     "cookie": persistence.cookie, "persistent": persistence.persistent, "stick": persistence.stick,
-    "redispatch": _bool,
+    "redispatch": _bool, "httpclose": _bool,
 }
 
 

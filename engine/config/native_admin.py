@@ -11,6 +11,13 @@
     metrics-uri = "/metrics"
     socket = "/run/virtserve.sock"
     socket-level = "admin"
+
+A frontend or backend serving traffic may show the page in-band, on its own binds, as HAProxy's
+`stats uri` in a proxy does: requests whose URI starts with the uri get the page.
+
+    [backend.app]
+    stats = { uri = "/stats", realm = "Haproxy Statistics", auth = "haproxy:password",
+              hide-version = true }
 """
 from __future__ import annotations
 
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
 
 STATS_KEYS = ("bind", "uri", "realm", "auth", "hide-version", "admin", "refresh", "metrics-uri",
               "socket", "socket-level")
+PROXY_STATS_KEYS = ("uri", "realm", "auth", "hide-version", "admin", "refresh")
 LOG_KEYS = ("target", "format", "dontlognull", "facility", "tag")
 SOCKET_LEVELS = ("user", "operator", "admin")
 FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp", "cron",
@@ -43,6 +51,18 @@ def admin_sections(builder: _Builder, top: _Table) -> dict[str, Any]:
     return out
 
 
+def proxy_stats(builder: _Builder, section: _Table) -> StatsSpec:
+    """`stats = { uri = ..., ... }` in a frontend or backend (`stats = true`: the defaults)."""
+    from virtserve.engine.config.native import _Table
+
+    value = section.raw["stats"][1]
+    path = section.path_of("stats")
+    if value is True:
+        value = {}
+    t = _Table(builder.doc, path, value, PROXY_STATS_KEYS, f"the stats of {section.label}")
+    return StatsSpec(where=builder.doc.at(path), **_page_kwargs(t))
+
+
 def _stats(builder: _Builder, t: _Table) -> StatsSpec:
     kw: dict[str, Any] = {}
     if "bind" in t:
@@ -50,9 +70,23 @@ def _stats(builder: _Builder, t: _Table) -> StatsSpec:
         if port is None:
             raise builder.doc.error(t.path_of("bind"), "bind in [stats] has no port: write 'host:port'")
         kw["bind"] = BindSpec(host or "0.0.0.0", port, where=builder.doc.at(t.path_of("bind")))
-    for key in ("uri", "metrics-uri"):
-        if key in t:
-            kw[key.replace("-", "_")] = t.get(key, _uri if key == "uri" else _uri_or_empty)
+    if "metrics-uri" in t:
+        kw["metrics_uri"] = t.get("metrics-uri", _uri_or_empty)
+    kw.update(_page_kwargs(t))
+    if "socket" in t:
+        kw["socket"] = t.get("socket", _text)
+    if "socket-level" in t:
+        kw["socket_level"] = t.get("socket-level", _choice(SOCKET_LEVELS))
+    if not kw.get("bind") and not kw.get("socket"):
+        raise builder.doc.error(t.path, "[stats] needs a bind (for the page) or a socket (for the runtime API)")
+    return StatsSpec(where=builder.doc.at(t.path), **kw)
+
+
+def _page_kwargs(t: _Table) -> dict[str, Any]:
+    """The page's settings, wherever it is served."""
+    kw: dict[str, Any] = {}
+    if "uri" in t:
+        kw["uri"] = t.get("uri", _uri)
     if "realm" in t:
         kw["realm"] = t.get("realm", _text)
     if "auth" in t:
@@ -62,13 +96,7 @@ def _stats(builder: _Builder, t: _Table) -> StatsSpec:
             kw[key.replace("-", "_")] = t.get(key, _bool)
     if "refresh" in t:
         kw["refresh"] = t.get("refresh", lambda v: parse_time(v, bare_unit="s"))
-    if "socket" in t:
-        kw["socket"] = t.get("socket", _text)
-    if "socket-level" in t:
-        kw["socket_level"] = t.get("socket-level", _choice(SOCKET_LEVELS))
-    if not kw.get("bind") and not kw.get("socket"):
-        raise builder.doc.error(t.path, "[stats] needs a bind (for the page) or a socket (for the runtime API)")
-    return StatsSpec(where=builder.doc.at(t.path), **kw)
+    return kw
 
 
 def _log(t: _Table) -> LogSpec:

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from virtserve.engine.config.native import _Builder, _Table
 
 FRONTEND_RULE_KEYS = ("acl", "rules", "routes")
+BACKEND_RULE_KEYS = ("acl", "rules")  # a backend's rules apply to the requests routed to it
 RULE_KEYS = (*HEADER_ACTIONS, "redirect", "if", "unless")
 REDIRECT_KEYS = (*REDIRECT_TYPES, "code", "drop-query", "append-slash")
 ROUTE_KEYS = ("backend", "if", "unless")
@@ -53,6 +54,14 @@ def frontend_kwargs(builder: _Builder, table: _Table) -> dict[str, Any]:
         kwargs["routes"] = tuple(_route(builder, path, body, named, table.label)
                                  for path, body in _items(builder, table, "routes"))
     return kwargs
+
+
+def backend_kwargs(builder: _Builder, table: _Table) -> dict[str, Any]:
+    if "rules" not in table:
+        if "acl" in table:
+            _acls(builder, table)  # checked even when no rule reads them
+        return {}
+    return {"rules": frontend_kwargs(builder, table)["rules"]}
 
 
 def _acls(builder: _Builder, table: _Table) -> dict[str, Acl]:

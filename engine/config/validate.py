@@ -19,6 +19,7 @@ from virtserve.engine.config.model import (
     BindSpec,
     Config,
     ConfigError,
+    ConfigErrors,
     FrontendSpec,
     ServerSpec,
     Timeouts,
@@ -26,6 +27,7 @@ from virtserve.engine.config.model import (
 from virtserve.engine.tls import CertError, check_bind, check_server
 from virtserve.engine.config.validate_checks import check_backend as _check_health
 from virtserve.engine.config.validate_rules import check_rules
+from virtserve.engine.config.validate_proxy import check_proxy
 from virtserve.schedulers.base import Needs, lookup as scheduler_class
 from virtserve.schedulers.base import names as scheduler_names
 
@@ -37,29 +39,53 @@ WEIGHT_MAX = 256  # HAProxy's limit; LVS allows more, but one range for every fo
 
 
 def validate(config: Config, *, locate: Locate | None = None) -> None:
-    """Raise ConfigError for the first problem found, in document order within each kind."""
+    """Raise ConfigErrors listing every problem found (one per section and kind of check, in
+    document order), so that `virtserve check` shows them all at once."""
 
     def at(spec: object, field: str) -> str:
         return (locate(spec, field) if locate else "") or getattr(spec, "where", "") or config.source
 
-    if not (isinstance(config.grace, (int, float)) and math.isfinite(config.grace) and config.grace >= 0):
-        raise ConfigError(at(config, "grace"), f"grace must be a time of 0 or more, got {config.grace!r}")
-    if not (isinstance(config.workers, int) and 1 <= config.workers <= 256):
-        raise ConfigError(at(config, "workers"), f"workers must be from 1 to 256, got {config.workers!r}")
+    errors: list[ConfigError] = []
+
+    def collect(check: Callable[[], object]) -> None:
+        try:
+            check()
+        except ConfigErrors as exc:
+            errors.extend(exc.errors)
+        except ConfigError as exc:
+            errors.append(exc)
+
+    def check_top() -> None:
+        if not (isinstance(config.grace, (int, float)) and math.isfinite(config.grace) and config.grace >= 0):
+            raise ConfigError(at(config, "grace"), f"grace must be a time of 0 or more, got {config.grace!r}")
+
+    def check_workers() -> None:
+        if not (isinstance(config.workers, int) and 1 <= config.workers <= 256):
+            raise ConfigError(at(config, "workers"), f"workers must be from 1 to 256, got {config.workers!r}")
+
+    collect(check_top)
+    collect(check_workers)
 
     backends: dict[str, BackendSpec] = {}
     for backend in config.backends:
-        _check_name(backend, "backend", backends, at)
-        _check_backend(backend, at)
-        backends[backend.name] = backend
+        collect(lambda: _check_name(backend, "backend", backends, at))
+        collect(lambda: (_check_backend(backend, at), check_proxy(backend, at)))
+        backends.setdefault(backend.name, backend)  # a broken one still exists for its frontends
 
     frontends: dict[str, FrontendSpec] = {}
     for frontend in config.frontends:
-        _check_name(frontend, "frontend", frontends, at)
-        _check_frontend(frontend, backends, at)
-        frontends[frontend.name] = frontend
+        collect(lambda: _check_name(frontend, "frontend", frontends, at))
+        collect(lambda: (_check_frontend(frontend, backends, at), check_proxy(frontend, at)))
+        frontends.setdefault(frontend.name, frontend)
 
-    _check_binds_unique(config.frontends, at)
+    collect(lambda: _check_binds_unique(config.frontends, at))
+    if errors:
+        raise ConfigErrors(sorted(errors, key=_line_of))
+
+
+def _line_of(error: ConfigError) -> tuple[str, int]:
+    file, _, line = error.where.rpartition(":")
+    return (file, int(line)) if line.isdigit() else (error.where, 0)
 
 
 def _check_name(spec, kind: str, seen: dict, at, scope: str = "") -> None:

@@ -25,9 +25,16 @@ OWNED_HEADERS = frozenset({"content-length", "transfer-encoding", "connection", 
 def check_rules(frontend: FrontendSpec, backends: Mapping[str, BackendSpec],
                 at: Callable[[object, str], str], did_you_mean: Callable[[str, list], str]) -> None:
     what = f"frontend {frontend.name!r}"
-    if frontend.rules and frontend.mode != "http":
-        raise ConfigError(at(frontend.rules[0], "action"), f"{what}: http-request rules need mode http")
-    for rule in frontend.rules:
+    check_rule_list(frontend.rules, frontend.mode, what, at)
+    for route in frontend.routes:
+        _check_route(route, frontend, backends, what, at(route, "backend"), did_you_mean)
+
+
+def check_rule_list(rules: tuple, mode: str, what: str, at: Callable[[object, str], str]) -> None:
+    """http-request rules of a frontend or backend (`what` names it)."""
+    if rules and mode != "http":
+        raise ConfigError(at(rules[0], "action"), f"{what}: http-request rules need mode http")
+    for rule in rules:
         where = at(rule, "action")
         if isinstance(rule, HeaderRuleSpec):
             _check_header_rule(rule, what, where)
@@ -35,9 +42,7 @@ def check_rules(frontend: FrontendSpec, backends: Mapping[str, BackendSpec],
             _check_redirect(rule, what, where)
         else:
             raise ConfigError(where, f"{what}: unknown rule {rule!r}")
-        _check_condition(rule.condition, frontend.mode, what, where)
-    for route in frontend.routes:
-        _check_route(route, frontend, backends, what, at(route, "backend"), did_you_mean)
+        _check_condition(rule.condition, mode, what, where)
 
 
 def _check_header_rule(rule: HeaderRuleSpec, what: str, where: str) -> None:

@@ -5,6 +5,7 @@ import asyncio
 
 import pytest
 from aiohttp import web
+from helpers import start_app
 from checkhelpers import status_of, wait_for
 
 import virtserve
@@ -46,11 +47,7 @@ class WebServer:
         app = web.Application()
         app.router.add_get("/test.html", test_html)
         app.router.add_route("*", "/{tail:.*}", hello)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]
+        self.runner, self.port = await start_app(app)
         return self
 
 

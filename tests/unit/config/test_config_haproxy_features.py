@@ -89,7 +89,7 @@ listen web
     ("backend b\n    server a 127.0.0.1:1 disabled\n", 2, "not supported yet"),
     ("backend b\n    stick on hdr(x)\n", 2, "stick on src"),
     ("frontend f\n    bind :80 ssl\n    default_backend b\nbackend b\n", 2, "needs crt"),
-    ("listen l\n    bind :80\n    stats enable\n    server a 127.0.0.1:1\n", 3, "section of its own"),
+    ("listen l\n    bind :80\n    stats enable\n    server a 127.0.0.1:1\n", 3, "stats page needs mode http"),
 ])
 def test_feature_errors_name_the_line(text, line, words):
     with pytest.raises(ConfigError) as err:

@@ -73,7 +73,7 @@ def test_unknown_key_lists_the_allowed_ones():
     assert e.message == (
         "unknown key 'foo' in [backend.app] (allowed: mode, scheduler, scheduler-options, "
         "retries, forwardfor, timeout, servers, check, quiescent, slowstart, allbackups, fallback, "
-        "on-marked-down, alert, cookie, persistent, stick, redispatch, ipvs)"
+        "on-marked-down, alert, cookie, persistent, stick, redispatch, ipvs, acl, rules, stats, httpclose)"
     )
 
 

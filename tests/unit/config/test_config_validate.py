@@ -79,7 +79,8 @@ def test_weight_bounds_are_inclusive():
 
 def test_backend_checks():
     e = refused(config(backends=(BackendSpec("app", mode="udp", where="f.cfg:5"),)))
-    assert (e.where, e.message) == ("f.cfg:5", "backend 'app': mode must be one of tcp, http, got 'udp'")
+    # Every error is named: the frontend's mode mismatch (f.cfg:1) comes too.
+    assert ("f.cfg:5", "backend 'app': mode must be one of tcp, http, got 'udp'") in [(x.where, x.message) for x in e.errors]
     e = refused(config(backends=(BackendSpec("app", scheduler="zzz-none"),)))
     assert e.message.startswith("backend 'app': unknown scheduler 'zzz-none' (known: ")
     e = refused(config(backends=(BackendSpec("app", timeouts=Timeouts(queue=-1)),)))
