@@ -84,13 +84,10 @@ class Engine:
         their accept queues), connections already open finish what they started on the old
         settings (keep-alive ones move to the new settings between requests), servers that stay
         keep their health, state and counters, new binds open and removed ones close. If a new
-        bind cannot open, nothing changes and the error is raised."""
+        bind cannot open, or the kernel refuses a change to
+        its IPVS table (forward = ipvs|auto), nothing changes and the error is raised."""
         if self.state is None:
             raise RuntimeError("the engine is not running")
-        if self._in_kernel or any(f.forward != "userspace" for f in config.frontends):
-            # The Director programs the kernel from the config it started with.
-            raise RuntimeError("reloading services served by the kernel (forward = ipvs|auto) is not "
-                               "supported yet: restart virtserve to apply the new config")
         await self._apply(config)
         for listener in self.listeners:  # "on reload": certificates whose files changed
             if listener.store is not None:
@@ -113,16 +110,16 @@ class Engine:
             else:
                 frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends,
                                                 stats_page=inband_pages(self))
-        if self.ipvs is None:  # first start: the kernel takes the services it can serve
+        if self.ipvs is None:
             self.ipvs = Director(config, backends, state.loop)
-            self._in_kernel = set(self.ipvs.start())
+        in_kernel = self.ipvs.decide(config)  # the frontends the kernel serves: they bind nothing
         # Open everything new first, so that a bind that fails changes nothing.
         spare = list(self._bound)
         kept: list[_Bound] = []
         opened: list[_Bound] = []
         try:
             for spec in config.frontends:
-                if spec.name in self._in_kernel:
+                if spec.name in in_kernel:
                     continue  # the kernel forwards this service's packets: no userspace listener
                 fe = frontends[spec.name]
                 for bind in spec.binds:
@@ -134,6 +131,7 @@ class Engine:
                         bound = await self._open(fe, bind)
                         opened.append(bound)
                         kept.append(bound)
+            self.ipvs.apply(config, backends)  # the kernel's table: all or nothing
         except BaseException:
             for bound in opened:
                 bound.listener.stop()
@@ -148,7 +146,7 @@ class Engine:
         for name, old_fe in self.frontends.items():
             if frontends.get(name) is not old_fe:
                 old_fe.retired, old_fe.successor = True, frontends.get(name)
-        self.config = config
+        self.config, self._in_kernel = config, in_kernel
         changed = backends != self.backends
         self.backends, self.frontends, self._bound = backends, frontends, kept
         for bound in kept:

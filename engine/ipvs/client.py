@@ -1,7 +1,8 @@
 """A client of the kernel's IPVS table over generic netlink: what ipvsadm does, as methods.
 
 Blocking calls that return at once (see netlink.py), usable from the event loop and the CLI alike.
-Kernel errors raise NetlinkError with the kernel's errno (EEXIST, ESRCH, ENOENT...).
+Kernel errors raise KernelError (an OSError that is also pyroute2's NetlinkError) with the
+kernel's errno (EEXIST, ESRCH, ENOENT...).
 """
 from __future__ import annotations
 

@@ -5,14 +5,15 @@ counters back into the servers' stats (what the stats page and the metrics show)
 Ownership: the services of the config are ours. At start they are reconciled with whatever the
 table already holds (so a restart is idempotent); other services are never touched. At stop the
 services we created are deleted, and in services that were already there only the destinations
-we added are removed.
+we added are removed. A reload moves the table from the old config to the new one by difference
+(a changed scheduler or persistence is an edit in place), all or nothing.
 """
 from __future__ import annotations
 
 import logging
 from typing import TYPE_CHECKING, Any
 
-from virtserve.engine.config.model import Config, ConfigError
+from virtserve.engine.config.model import Config, ConfigError, IpvsGlobalSpec
 from virtserve.engine.ipvs import plan, reconcile
 from virtserve.engine.ipvs.table import Destination, KernelTimeouts, SyncDaemon, VirtualService
 
@@ -26,54 +27,89 @@ STATS_INTERVAL = 2.0  # the kernel's estimator updates every 2 s
 
 
 class Director:
+    """`decide(config)` says which frontends the kernel serves (no change to the table), then
+    `apply(config, backends)` makes the table serve them: at start, and on each reload, where it
+    changes only what differs (a service's scheduler or persistence by editing it in place, so
+    the kernel's connections survive). If the kernel refuses a step, the table is put back as
+    it was and the error raised. `close()` removes what we added. The Director needs nothing of
+    the engine but the config and the live Backend objects: a process that serves no traffic can
+    drive it alone."""
+
     def __init__(self, config: Config, backends: dict[str, Backend], loop: Any = None) -> None:
         self.config = config
         self.backends = backends
         self.loop = loop
         self.client: IpvsClient | None = None
+        self.kernel_error: str | None = None  # why the kernel's IPVS cannot be used, once asked
         self.decisions: dict[str, plan.Decision] = {}
         # backend name -> its services (key -> service) served by the kernel
         self.services: dict[str, dict[tuple, VirtualService]] = {}
         self.applied: dict[tuple, list[Destination]] = {}  # what the table holds for our services
         self.created: set[tuple] = set()  # services we added
         self.added_dests: dict[tuple, set[tuple[str, int]]] = {}  # in services that were there
-        self.daemons: list[SyncDaemon] = []
-        self.timeouts_before: KernelTimeouts | None = None
+        self.daemons: list[SyncDaemon] = []  # the sync daemons we started
+        self.timeouts_before: KernelTimeouts | None = None  # the kernel's, before we changed them
+        self._attached: list[Backend] = []
         self._timer: Any = None
 
-    # --- start / stop ------------------------------------------------------------------------
+    # --- start / reload / stop ---------------------------------------------------------------
 
     def start(self) -> set[str]:
-        """Decide and program; the names of the frontends the kernel serves."""
-        wants_kernel = [f for f in self.config.frontends if f.forward != "userspace"]
-        kernel_error = None
-        if wants_kernel:
-            kernel_error = self._open()
-        for frontend in self.config.frontends:
-            backend = self.config.backend(frontend.default_backend)
-            decision = plan.decide(frontend, backend, kernel_error)
-            self.decisions[frontend.name] = decision
-            if decision.engine == "ipvs":
-                for svc in plan.services_of(frontend, backend):
-                    self.services.setdefault(backend.name, {})[svc.key] = svc
-            if frontend.forward != "userspace":
-                log.info("frontend %s: served by %s (%s)", frontend.name,
-                         "the kernel (IPVS)" if decision.engine == "ipvs" else "the userspace relay", decision.reason)
-        if not self.services:
-            self.close()
-            return set()
+        """Decide and program the config given at construction; the frontends the kernel serves."""
+        served = self.decide(self.config)
         try:
-            self._program()
+            self.apply(self.config, self.backends)
         except Exception:
             self.close()
             raise
-        for name in self.services:
-            backend = self.backends[name]
-            backend.listeners.append(self._on_status)
-            backend.weight_listeners.append(self._on_weight)
-        if self.loop is not None:
+        return served
+
+    def decide(self, config: Config) -> set[str]:
+        """Which frontends of `config` the kernel would serve; the table is not touched. Raises
+        OSError for forward = 'ipvs' where the kernel has no usable IPVS."""
+        return {name for name, d in self._decisions(config, retry=True).items() if d.engine == "ipvs"}
+
+    def _decisions(self, config: Config, retry: bool = False) -> dict[str, plan.Decision]:
+        if self.client is None and any(f.forward != "userspace" for f in config.frontends) \
+                and (retry or self.kernel_error is None):
+            self.kernel_error = self._open()
+        return {f.name: plan.decide(f, config.backend(f.default_backend), self.kernel_error)
+                for f in config.frontends}
+
+    def apply(self, config: Config, backends: dict[str, Backend]) -> None:
+        """Make the kernel serve `config` with the state of `backends` (servers that stay keep
+        their health: the engine carries it over). All or nothing."""
+        decisions = self._decisions(config)
+        services: dict[str, dict[tuple, VirtualService]] = {}
+        for frontend in config.frontends:
+            if decisions[frontend.name].engine == "ipvs":
+                backend = config.backend(frontend.default_backend)
+                for svc in plan.services_of(frontend, backend):
+                    services.setdefault(backend.name, {})[svc.key] = svc
+        before = (self.config, self.backends, self.services)
+        if self.client is not None:
+            try:
+                self._transition(services, backends, config)
+            except Exception:
+                self._roll_back(*before, attempted=services)
+                raise
+        for frontend in config.frontends:
+            d = decisions[frontend.name]
+            if frontend.forward != "userspace" and self.decisions.get(frontend.name) != d:
+                log.info("frontend %s: served by %s (%s)", frontend.name,
+                         "the kernel (IPVS)" if d.engine == "ipvs" else "the userspace relay", d.reason)
+        self.config, self.backends, self.services, self.decisions = config, backends, services, decisions
+        self._attach()
+        if self._timer is None and self.loop is not None and services:
             self._timer = self.loop.call_later(STATS_INTERVAL, self._poll)
-        return {name for name, d in self.decisions.items() if d.engine == "ipvs"}
+
+    def _roll_back(self, config: Config, backends: dict[str, Backend],
+                   services: dict[str, dict[tuple, VirtualService]],
+                   attempted: dict[str, dict[tuple, VirtualService]]) -> None:
+        try:
+            self._transition(services, backends, config, attempted)
+        except Exception as exc:  # the first error is the one to report
+            log.error("IPVS: could not put the table back as it was: %s", exc)
 
     def _open(self) -> str | None:
         from virtserve.engine.ipvs.client import IpvsClient, IpvsUnavailable
@@ -86,78 +122,129 @@ class Director:
             return f"pyroute2 is missing ({exc})"
         return None
 
-    def _program(self) -> None:
+    def _transition(self, services: dict[str, dict[tuple, VirtualService]], backends: dict[str, Backend],
+                    config: Config | None, attempted: dict[str, dict[tuple, VirtualService]] | None = None) -> None:
+        """From what we hold now (and what a failed attempt may have added) to `services` (with
+        the destinations `backends` call for) and the [ipvs] settings of `config` (None: none)."""
         client = self.client
         assert client is not None
         current = reconcile.index(client.table())
+        held = {key: svc for group in (self.services, attempted or {}) for by_key in group.values()
+                for key, svc in by_key.items()}
+        wanted_keys = {key for by_key in services.values() for key in by_key}
+        for key, svc in held.items():
+            if key not in wanted_keys:
+                self._release(svc, current)
         wanted = []
-        for name, services in self.services.items():
-            for key, svc in services.items():
-                wanted.append((svc, plan.wanted_destinations(svc, self.backends[name])))
+        for name, by_key in services.items():
+            for key, svc in by_key.items():
+                wanted.append((svc, plan.wanted_destinations(svc, backends[name])))
                 if key not in current:
                     self.created.add(key)
-                else:
+                elif key not in self.created and key not in self.added_dests:
                     self.added_dests[key] = set()
                     log.info("IPVS service %s is already in the table: taking it over", svc.describe())
         for op in reconcile.diff(current, wanted):
             self._apply(op)
         for svc, dests in wanted:
             self.applied[svc.key] = dests
-        ipvs = self.config.ipvs
-        if ipvs is not None:
-            if ipvs.tcp or ipvs.tcpfin or ipvs.udp:
-                self.timeouts_before = client.timeouts()
-                client.set_timeouts(KernelTimeouts(int(ipvs.tcp), int(ipvs.tcpfin), int(ipvs.udp)))
-            running = {d.state for d in client.daemons()}
-            for spec in ipvs.sync:
-                daemon = SyncDaemon(spec.state, spec.interface, spec.syncid)
-                if spec.state in running:
-                    log.warning("IPVS %s sync daemon already runs: left as it is", spec.state)
-                    continue
-                try:
-                    client.start_daemon(daemon)
-                except OSError as exc:
-                    raise ConfigError(spec.where, f"cannot start the IPVS {spec.state} sync daemon on "
-                                                  f"{spec.interface}: {exc}") from None
-                self.daemons.append(daemon)
+        ipvs = config.ipvs if config is not None and services else None
+        self._set_timeouts(client, ipvs)
+        self._set_daemons(client, ipvs)
+
+    def _release(self, svc: VirtualService, current: reconcile.Table) -> None:
+        """A service of ours the config no longer has: delete it if we made it, else take out
+        only the destinations we added."""
+        assert self.client is not None
+        key = svc.key
+        if key in self.created:
+            if key in current:
+                self._apply(reconcile.Op("del_service", svc))
+            self.created.discard(key)
+        else:
+            added = self.added_dests.pop(key, set())
+            for dest in current.get(key, (svc, []))[1]:
+                if dest.key in added:
+                    self._apply(reconcile.Op("del_dest", svc, dest))
+        self.applied.pop(key, None)
+
+    def _set_timeouts(self, client: IpvsClient, ipvs: IpvsGlobalSpec | None) -> None:
+        want = (int(ipvs.tcp), int(ipvs.tcpfin), int(ipvs.udp)) if ipvs is not None else (0, 0, 0)
+        if not any(want) and self.timeouts_before is None:
+            return
+        if self.timeouts_before is None:
+            self.timeouts_before = client.timeouts()
+        before = self.timeouts_before
+        target = KernelTimeouts(*(w or b for w, b in zip(want, (before.tcp, before.tcpfin, before.udp))))
+        if client.timeouts() != target:
+            client.set_timeouts(target)
+        if not any(want):
+            self.timeouts_before = None  # the kernel's own values are back
+
+    def _set_daemons(self, client: IpvsClient, ipvs: IpvsGlobalSpec | None) -> None:
+        want = {s.state: (SyncDaemon(s.state, s.interface, s.syncid), s.where) for s in (ipvs.sync if ipvs else ())}
+        for daemon in list(self.daemons):
+            if want.get(daemon.state, (None,))[0] != daemon:
+                client.stop_daemon(daemon)
+                self.daemons.remove(daemon)
+        ours = {d.state for d in self.daemons}
+        running = None
+        for state, (daemon, where) in want.items():
+            if state in ours:
+                continue
+            if running is None:
+                running = {d.state for d in client.daemons()}
+            if state in running:
+                log.warning("IPVS %s sync daemon already runs: left as it is", state)
+                continue
+            try:
+                client.start_daemon(daemon)
+            except OSError as exc:
+                raise ConfigError(where, f"cannot start the IPVS {state} sync daemon on "
+                                         f"{daemon.interface}: {exc}") from None
+            self.daemons.append(daemon)
 
     def _apply(self, op: reconcile.Op) -> None:
         assert self.client is not None
         log.debug("IPVS %s", op)
-        getattr(self.client, op.verb)(op.service, *([op.dest] if op.dest is not None else []))
+        try:
+            getattr(self.client, op.verb)(op.service, *([op.dest] if op.dest is not None else []))
+        except OSError as exc:  # name the step the kernel refused
+            raise OSError(exc.errno, f"IPVS {op}: {exc.strerror}") from None
         if op.verb == "add_dest" and op.service.key in self.added_dests:
             self.added_dests[op.service.key].add(op.dest.key)  # type: ignore[union-attr]
 
+    def _attach(self) -> None:
+        """Follow the checks and weights of the backends our services use (and no others)."""
+        for backend in self._attached:
+            _discard(backend.listeners, self._on_status)
+            _discard(backend.weight_listeners, self._on_weight)
+        self._attached = [self.backends[name] for name in self.services]
+        for backend in self._attached:
+            backend.listeners.append(self._on_status)
+            backend.weight_listeners.append(self._on_weight)
+
     def close(self) -> None:
-        """Remove what we added, and nothing else."""
+        """Remove what we added, and nothing else; a step the kernel refuses does not stop the rest."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        for name in self.services:
-            backend = self.backends.get(name)
-            if backend is not None:
-                _discard(backend.listeners, self._on_status)
-                _discard(backend.weight_listeners, self._on_weight)
+        services, self.services = self.services, {}
+        self._attach()
         client = self.client
         if client is None:
             return
         try:
-            for services in self.services.values():
-                for key, svc in services.items():
-                    if key in self.created:
-                        _quietly(client.del_service, svc)
-                    else:
-                        for dest in self.applied.get(key, []):
-                            if dest.key in self.added_dests.get(key, ()):
-                                _quietly(client.del_dest, svc, dest)
-            for daemon in self.daemons:
-                _quietly(client.stop_daemon, daemon)
-            if self.timeouts_before is not None:
-                _quietly(client.set_timeouts, self.timeouts_before)
+            current = reconcile.index(client.table())
+            steps = [(self._release, svc, current) for by_key in services.values() for svc in by_key.values()]
+            for step in steps + [(self._set_timeouts, client, None), (self._set_daemons, client, None)]:
+                try:
+                    step[0](*step[1:])
+                except OSError as exc:
+                    log.warning("IPVS cleanup: %s", exc)
         finally:
             client.close()
             self.client = None
-            self.services.clear()
             self.created.clear()
 
     # --- following the backend ---------------------------------------------------------------
@@ -232,10 +319,3 @@ def _server_of(servers: list[Server], dest: Destination) -> Server | None:
 def _discard(items: list, item: Any) -> None:
     if item in items:
         items.remove(item)
-
-
-def _quietly(fn: Any, *args: Any) -> None:
-    try:
-        fn(*args)
-    except OSError as exc:
-        log.warning("IPVS cleanup: %s%s: %s", fn.__name__, args, exc)

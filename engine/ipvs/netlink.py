@@ -31,6 +31,15 @@ CTRL_CMD_GETFAMILY = 3
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, seq, pid
 
 
+class KernelError(OSError, NetlinkError):
+    """The kernel's answer was an errno: an OSError (what callers of a system interface catch)
+    that is also pyroute2's NetlinkError, with the errno in both `errno` and `code`."""
+
+    def __init__(self, code: int, msg: str | None = None) -> None:
+        OSError.__init__(self, code, msg or os.strerror(code))
+        self.code, self.extra_code = code, 0
+
+
 class GenlChannel:
     def __init__(self, family: str, timeout: float = 5.0) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_GENERIC)
@@ -45,7 +54,7 @@ class GenlChannel:
         self.sock.close()
 
     def request(self, msg: Any, msg_type: int, reply_class: type, *, dump: bool = False) -> list[Any]:
-        """Send msg, return the decoded replies; a kernel error raises NetlinkError(errno)."""
+        """Send msg, return the decoded replies; a kernel error raises KernelError(errno)."""
         with self._lock:
             self.seq += 1
             seq = self.seq
@@ -65,7 +74,7 @@ class GenlChannel:
             while offset + _HEADER.size <= len(data):
                 length, kind, _flags, got_seq, _pid = _HEADER.unpack_from(data, offset)
                 if length < _HEADER.size:
-                    raise NetlinkError(errno.EPROTO, "truncated netlink message")
+                    raise KernelError(errno.EPROTO, "truncated netlink message")
                 chunk = data[offset:offset + length]
                 offset += (length + 3) & ~3
                 if got_seq != seq:
@@ -73,7 +82,7 @@ class GenlChannel:
                 if kind == NLMSG_ERROR:
                     code = struct.unpack_from("=i", chunk, _HEADER.size)[0]
                     if code:
-                        raise NetlinkError(-code, os.strerror(-code))
+                        raise KernelError(-code)
                     return replies  # the ACK ends a non-dump request
                 if kind == NLMSG_DONE:
                     return replies

@@ -86,6 +86,22 @@ async def test_listeners_open_and_close_with_the_config(backends, balancer):
         await asyncio.open_connection(host, port)
 
 
+async def test_reload_to_forward_auto_keeps_the_relay_where_the_kernel_cannot_serve(backends, balancer, caplog):
+    # The kernel's side of a reload runs in tests/ipvs (ipvs-vm); here the decision and the socket.
+    (one,) = await backends("one")
+    relay = _listen(one.port)
+    relay["listen"]["web"].update(mode="tcp", scheduler="roundrobin")
+    lb = await balancer(relay)
+    address = lb.address
+    relay["listen"]["web"].update(bind=f"127.0.0.1:{address[1]}", forward="auto")
+    with caplog.at_level("INFO", logger="virtserve.ipvs"):
+        await lb.reload(relay)
+    assert "frontend web: served by the userspace relay (forward = 'auto' but scheduler 'roundrobin'" in caplog.text
+    assert lb.address == address
+    async with aiohttp.ClientSession() as s:
+        assert await (await s.get(lb.url)).text() == "one"
+
+
 async def test_reloads_under_steady_load_lose_no_request(backends, balancer):
     one, two = await backends("one", "two")
     lb = await balancer(_listen(one.port))
