@@ -43,6 +43,7 @@ class ServerCheck:
         self.probe = PROBES[spec.type]
         # A server that stays across a reload keeps its verdict: the machine starts from it.
         self.health = HealthMachine(spec.rise, spec.fall, state.loop.time, up=server.healthy)
+        self.on_result: Callable[[Backend, Server], None] | None = None  # told after each verdict
 
     async def run(self, delay: float) -> None:
         loop = self.state.loop
@@ -68,23 +69,35 @@ class ServerCheck:
 
     def apply(self, result: Result) -> None:
         server, backend = self.server, self.backend
-        now = self.state.loop.time()
+        drained, agent_pct = server.drained, server.agent_pct
         if self.spec.type == "agent":
-            server.drained = result.drain
+            drained = result.drain
             if result.weight_pct is not None:
-                server.agent_pct = result.weight_pct
+                agent_pct = result.weight_pct
         if result.reason == AGENT_MAINT:
             transition = self.health.force(False, result)
         else:
             transition = self.health.record(result)
-        if transition is not None:
-            backend.set_status(server, transition.up, result, now)
-        else:
-            server.last_check = result
-            if server.healthy:  # an agent's drain or weight takes effect at once
-                backend.set_weight(server, server.target_weight)
+        healthy = transition.up if transition is not None else server.healthy
+        apply_verdict(backend, server, healthy, result, drained, agent_pct, self.state.loop.time())
+        if self.on_result is not None:
+            self.on_result(backend, server)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("check %s/%s: %s", backend.name, server.name, result.describe())
+
+
+def apply_verdict(backend: Backend, server: Server, healthy: bool, result: Result | None,
+                  drained: bool, agent_pct: int | None, now: float) -> None:
+    """Put a check's verdict in force: the one path for local checks and for verdicts a worker
+    receives from the group's checker (virtserve/group.py), so both have the same effects."""
+    server.drained, server.agent_pct = drained, agent_pct
+    if healthy != server.healthy:
+        backend.set_status(server, healthy, result, now)
+    else:
+        if result is not None:
+            server.last_check = result
+        if server.healthy:  # an agent's drain or weight takes effect at once
+            backend.set_weight(server, server.target_weight)
 
 
 class CheckRunner:
@@ -95,6 +108,8 @@ class CheckRunner:
         self.backends = backends
         self.checks: list[ServerCheck] = []
         self.tasks: list = []
+        # Told of every verdict applied (backend, server): a worker group's checker shares them.
+        self.on_result: Callable[[Backend, Server], None] | None = None
 
     def start(self) -> None:
         now = self.state.loop.time()
@@ -106,8 +121,11 @@ class CheckRunner:
                     backend.set_status(s, False, Result(False, FORCED_DOWN), now)
                 elif spec is not None and spec.type == "on":
                     s.last_check = Result(True, FORCED_UP)
+                if spec is not None and spec.type in ("off", "on") and self.on_result is not None:
+                    self.on_result(backend, s)
             for i, (s, spec) in enumerate(probed):
                 check = ServerCheck(self.state, backend, s, spec)
+                check.on_result = self.on_result
                 self.checks.append(check)
                 self.tasks.append(self.state.spawn(check.run(spec.interval * i / len(probed))))
 

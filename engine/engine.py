@@ -57,6 +57,10 @@ class Engine:
         self._stopped: asyncio.Event | None = None
         self.ipvs: Director | None = None  # programs the kernel for forward = ipvs|auto frontends
         self._in_kernel: set[str] = set()  # frontends the kernel serves: no listener
+        # A worker of a group (virtserve/group.py) gets both from the parent, which runs the
+        # checks and the IPVS Director once for all workers.
+        self.make_health: Callable[[EngineState, dict[str, Backend]], Health] = Health
+        self.make_director: Callable[[Config, dict[str, Backend], Any], Director] = Director
 
     @property
     def listeners(self) -> list[Listener]:
@@ -111,7 +115,7 @@ class Engine:
                 frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends,
                                                 stats_page=inband_pages(self))
         if self.ipvs is None:
-            self.ipvs = Director(config, backends, state.loop)
+            self.ipvs = self.make_director(config, backends, state.loop)
         in_kernel = self.ipvs.decide(config)  # the frontends the kernel serves: they bind nothing
         # Open everything new first, so that a bind that fails changes nothing.
         spare = list(self._bound)
@@ -157,7 +161,7 @@ class Engine:
         if changed or self.health is None:
             if self.health is not None:
                 self.health.stop()
-            self.health = Health(state, backends)
+            self.health = self.make_health(state, backends)
             self.health.start()
         for conn in list(state.conns):
             # Idle keep-alive connections move to the new settings now, the busy ones after

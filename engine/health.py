@@ -14,13 +14,16 @@ if TYPE_CHECKING:
 
 
 class Health:
-    def __init__(self, state: EngineState, backends: dict[str, Backend]) -> None:
+    """`local_checks=False`: a worker of a group whose checks run once in the parent (see
+    virtserve/group.py); verdicts arrive from there, and the alerts are mailed there."""
+
+    def __init__(self, state: EngineState, backends: dict[str, Backend], local_checks: bool = True) -> None:
         self.state = state
         self.backends = backends
         self._phase: Any = None
         # The checks and the mail alerts (smtplib, email) are imported only when configured.
         self.runner: Any = None
-        if any(b.spec.check_of(s.spec) is not None for b in backends.values() for s in b.servers):
+        if local_checks and any(b.spec.check_of(s.spec) is not None for b in backends.values() for s in b.servers):
             from virtserve.checks.runner import CheckRunner
 
             self.runner = CheckRunner(state, backends)
@@ -29,7 +32,7 @@ class Health:
         self._subscribed: list = [slowstart, shutdown]
         for backend in backends.values():
             backend.listeners += (slowstart, shutdown)
-            if backend.spec.alert is not None:
+            if backend.spec.alert is not None and local_checks:
                 from virtserve.checks.alerts import Alerter
 
                 alerter = self.alerters[backend.name] = Alerter(state, backend, backend.spec.alert)

@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 1
     workers = args.workers if args.workers is not None else config.workers
     if workers > 1:
-        return _run_workers(workers, args.config, config)
+        return _run_workers(workers, args.config, config, args.watch or config.autoreload)
     try:
         _run_loop(_serve(args.config, args.watch or config.autoreload))
     except OSError as exc:
@@ -83,7 +83,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_workers(workers: int, path: str, config) -> int:  # type: ignore[no-untyped-def]
+def _run_workers(workers: int, path: str, config, watch: bool = False) -> int:  # type: ignore[no-untyped-def]
     from virtserve.workers import port_zero_binds, run_workers
 
     ephemeral = port_zero_binds(config)
@@ -92,15 +92,18 @@ def _run_workers(workers: int, path: str, config) -> int:  # type: ignore[no-unt
               f"would listen on a port of its own): {'; '.join(ephemeral)}", file=sys.stderr)
         return 1
 
-    def serve_one(index: int) -> int:
+    def serve_one(index: int, link) -> int:  # type: ignore[no-untyped-def]
+        from virtserve.member import serve_member
+
         try:
-            _run_loop(_serve(path, reuse_port=True))
-        except OSError as exc:
+            return serve_member(path, index, link)
+        except (OSError, ConfigError) as exc:
             print(f"virtserve worker {index}: {exc}", file=sys.stderr)
             return 1
-        return 0
 
-    return run_workers(workers, serve_one)
+    from virtserve.groupcontrol import GroupControl
+
+    return run_workers(workers, serve_one, control=GroupControl(path, config, watch))
 
 
 def _positive(text: str) -> int:
