@@ -139,21 +139,23 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
-        if not self.ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
+        ctx = self.ctx
+        fe = self.fe
+        if not ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
             peer = transport.get_extra_info("peername")
             if peer:
-                self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        if self.fe.needs_dest:
-            self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
-        fe = self.fe
+                ctx.client_ip, ctx.client_port = peer[0], peer[1]
+        if fe.needs_dest:
+            ctx.dest_ip = transport.get_extra_info("sockname")[0]
         fe.current += 1
         fe.total += 1
         fc = fe.counters
         if fe.current > fc.max_cur:
             fc.max_cur = fe.current
-        self.state.conns.add(self)
-        self.t_accept = self.state.now
-        self.deadline = self.state.now + fe.t_http_request
+        state = self.state
+        state.conns.add(self)
+        self.t_accept = now = state.now
+        self.deadline = now + fe.t_http_request
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -431,8 +433,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         queued request is to start now."""
         http_done(self, ex, ex.status, "--", self.state.loop.time())
         server = ex.server
-        if server is not None:  # _release_server, inline
-            self.backend.drop(server, self.ctx)
+        if server is not None:  # _release_server, inline: the backend that picked it (a route's)
+            ex.backend.drop(server, self.ctx)
             ex.last_server = server
             ex.server = None
         self.current = None
