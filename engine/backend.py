@@ -109,6 +109,7 @@ class Backend:
         # ldirectord's fallback: serves only while every real server is down.
         self.fallback = Server(spec.fallback, len(self.servers)) if spec.fallback is not None else None
         self.fallback_scheduler = create("rr", [self.fallback], {}) if self.fallback is not None else None
+        self.counting = _counting(self.scheduler, self.backup_scheduler)
         self.healthy = sum(1 for s in self.servers if s.healthy)  # servers the checks call up
         self.listeners: list[Listener] = []
         # What the data path must put in the PickContext (e.g. the local address, first bytes).
@@ -175,11 +176,13 @@ class Backend:
             s.counters.max_cur = s.active
         s.total += 1
         self.total += 1
-        self._scheduler_of(s).take(s)
+        if self.counting:
+            self._scheduler_of(s).take(s)
 
     def drop(self, s: Server, ctx: PickContext | None = None) -> None:
         s.active -= 1
-        self._scheduler_of(s).drop(s)
+        if self.counting:
+            self._scheduler_of(s).drop(s)
         if self.persistence is not None and ctx is not None:
             self.persistence.dropped(ctx, s)
 
@@ -272,6 +275,7 @@ class Backend:
         if s.backup:
             if self.backup_scheduler is None:
                 self.backup_scheduler = create(self.spec.scheduler, [s], self.spec.options)
+                self.counting = _counting(self.scheduler, self.backup_scheduler)
                 return s
         self._scheduler_of(s).add(s)
         return s
@@ -307,3 +311,10 @@ def make_persistence(spec: BackendSpec, servers: list[Server]) -> Any:
     if spec.stick is not None:
         return SourcePersistence(spec.stick.expire, size=spec.stick.size, redispatch=spec.redispatch)
     return None
+
+
+def _counting(*schedulers: Scheduler | None) -> bool:
+    """Whether a scheduler keeps per-server load (overrides take/drop): when none does (rr,
+    wrr, hashes...), take and drop skip two calls each, once per request."""
+    return any(type(x).take is not Scheduler.take or type(x).drop is not Scheduler.drop
+               for x in schedulers if x is not None)

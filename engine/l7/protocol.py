@@ -140,21 +140,23 @@ class HttpProxyProtocol(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
-        if not self.ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
+        ctx = self.ctx
+        fe = self.fe
+        if not ctx.client_ip:  # else set from a PROXY header (listeners.Origin)
             peer = transport.get_extra_info("peername")
             if peer:
-                self.ctx.client_ip, self.ctx.client_port = peer[0], peer[1]
-        if self.fe.needs_dest:
-            self.ctx.dest_ip = transport.get_extra_info("sockname")[0]
-        fe = self.fe
+                ctx.client_ip, ctx.client_port = peer[0], peer[1]
+        if fe.needs_dest:
+            ctx.dest_ip = transport.get_extra_info("sockname")[0]
         fe.current += 1
         fe.total += 1
         fc = fe.counters
         if fe.current > fc.max_cur:
             fc.max_cur = fe.current
-        self.state.conns.add(self)
-        self.t_accept = self.state.now
-        self.deadline = self.state.now + fe.t_http_request
+        state = self.state
+        state.conns.add(self)
+        self.t_accept = now = state.now
+        self.deadline = now + fe.t_http_request
 
     def data_received(self, data: bytes) -> None:
         tunnel = self.tunnel
@@ -260,7 +262,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         if method == b"CONNECT":
             raise _Reject(405)  # no forward-proxy tunnels: answered after what came before
         keep_alive = parser.should_keep_alive()
-        upgrade = parser.should_upgrade() and self._upgrade is not None
+        upgrade = self._upgrade is not None and parser.should_upgrade()
         parts = self._parts
         if self._connection is not None and self._connection not in (b"close", b"keep-alive"):
             parts = _drop_connection_tokens(parts, self._connection)
@@ -294,7 +296,11 @@ class HttpProxyProtocol(asyncio.Protocol):
             ex.backend = req.backend
             if req.reply is not None:
                 ex.reply, ex.keep_alive, ex.status = req.reply, req.keep_alive, req.status
-        self._new_request()
+        # self._new_request(), inline (once per request)
+        self._url = b""
+        self._parts = []
+        self._xff = self._connection = self._upgrade = None
+        self._chunked = self._has_body = False
         self.in_head = False
         self.deadline = 0.0
         self.parsing = ex
@@ -428,8 +434,8 @@ class HttpProxyProtocol(asyncio.Protocol):
         queued request is to start now."""
         http_done(self, ex, ex.status, "--", self.state.loop.time())
         server = ex.server
-        if server is not None:  # _release_server, inline
-            self.backend.drop(server, self.ctx)
+        if server is not None:  # _release_server, inline: the backend that picked it (a route's)
+            ex.backend.drop(server, self.ctx)
             ex.last_server = server
             ex.server = None
         self.current = None
@@ -564,6 +570,10 @@ class HttpProxyProtocol(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.deadline = 0.0
+        # The parser holds our bound callbacks: dropping it ends that reference cycle, so the
+        # connection's objects are freed now rather than by the cyclic GC (which otherwise ran
+        # every few dozen connections when each request has a connection of its own).
+        self.parser = None
         self.state.conns.discard(self)
         self.fe.release()
         tunnel = self.tunnel

@@ -239,6 +239,7 @@ class HttpUpstreamProtocol(asyncio.Protocol):
             client.upstream_failed(ex, 502)  # type: ignore[union-attr]
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.parser = None  # it holds our bound callbacks: freed now, not by the cyclic GC
         self.state.conns.discard(self)
         self.deadline = 0.0
         client, ex = self.client, self.ex

@@ -300,3 +300,24 @@ servers = [{{ address = "127.0.0.1:{three["api"]}" }}]
             await client.close()
     await asyncio.sleep(0.05)  # the relay accounts for a connection when it ends
     assert lb.engine.backends["api"].servers[0].total == 2
+
+
+
+async def test_routed_requests_end_on_their_backend_with_a_load_counting_scheduler(three, balancer):
+    """A routed request's end is told to the scheduler of the backend that picked its server,
+    not to the frontend's default backend: with lc (IPVS least connection), one request at a time always finds
+    every server idle again, so the first server takes them all (as the counts say)."""
+    port = three["api"]
+    text = _config(three, ROUTES).replace(
+        f'[backend.api]\nservers = [{{ name = "api1", address = "127.0.0.1:{port}" }}]\n',
+        f'[backend.api]\nscheduler = "lc"\nservers = [{{ name = "api1", address = "127.0.0.1:{port}" }},'
+        f' {{ name = "api2", address = "127.0.0.1:{port}" }}]\n')
+    assert "api2" in text
+    lb = await balancer(native.parse(text.replace("[backend.app]\n", '[backend.app]\nscheduler = "lc"\n'),
+                                     source="routing.toml"))
+    async with _client(lb) as client:
+        for path in ("/api/a", "/api/b", "/api/c", "/api/d"):
+            async with asyncio.timeout(5):
+                assert await _get(client, path) == (200, "api")
+    api1, api2 = lb.engine.backends["api"].servers
+    assert (api1.total, api2.total, api1.active, api2.active) == (4, 0, 0, 0)
