@@ -7,20 +7,21 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
 from virtserve.engine.frontend import Frontend, backends_used
 from virtserve.engine.health import Health
-from virtserve.engine.ipvs.director import Director
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
-from virtserve.engine.listeners import Listener
+from virtserve.engine.listeners import Listener, listening_socket
 from virtserve.engine.state import EngineState
-from virtserve.engine.tls import client_context
 from virtserve.engine.upstream.pool import UpstreamPool
+
+if TYPE_CHECKING:  # imported when used: IPVS and TLS cost start-up only to configs that use them
+    from virtserve.engine.ipvs.director import Director
 
 log = logging.getLogger("virtserve.engine")
 
@@ -111,7 +112,10 @@ class Engine:
                 frontends[spec.name] = old_fe
             else:
                 frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends)
-        if self.ipvs is None:  # first start: the kernel takes the services it can serve
+        # First start: the kernel takes the services it can serve (none asked: not imported).
+        if self.ipvs is None and any(f.forward != "userspace" for f in config.frontends):
+            from virtserve.engine.ipvs.director import Director
+
             self.ipvs = Director(config, backends, state.loop)
             self._in_kernel = set(self.ipvs.start())
         # Open everything new first, so that a bind that fails changes nothing.
@@ -142,6 +146,8 @@ class Engine:
             if backend not in self.backends.values():
                 for server in backend.servers:
                     if server.spec.ssl is not None:
+                        from virtserve.engine.tls import client_context
+
                         server.ssl = client_context(server.spec.ssl)
         for name, old_fe in self.frontends.items():
             if frontends.get(name) is not old_fe:
@@ -175,9 +181,17 @@ class Engine:
         listener = Listener(fe, bind)
         factory, tls = listener.server_args()
         try:
-            server = await loop.create_server(
-                factory, bind.address, bind.port, reuse_address=True,
-                reuse_port=self.reuse_port or None, backlog=1024, family=_family(bind.address), **tls)
+            sock = listening_socket(bind.address, bind.port, self.reuse_port)
+            if sock is not None:
+                try:
+                    server = await loop.create_server(factory, sock=sock, backlog=1024, **tls)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                server = await loop.create_server(
+                    factory, bind.address, bind.port, reuse_address=True,
+                    reuse_port=self.reuse_port or None, backlog=1024, family=_family(bind.address), **tls)
         except OSError as exc:
             listener.stop()
             where = f"{bind.where}: " if bind.where else ""
