@@ -7,7 +7,7 @@ import asyncio
 import logging
 import socket
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.inband import pages as inband_pages
 from virtserve.engine.admin.plane import AdminPlane
@@ -15,15 +15,22 @@ from virtserve.engine.backend import Backend
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
 from virtserve.engine.frontend import Frontend, backends_used
 from virtserve.engine.health import Health
-from virtserve.engine.ipvs.director import Director
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
-from virtserve.engine.listeners import Listener
+from virtserve.engine.listeners import Listener, listening_socket
 from virtserve.engine.state import EngineState
-from virtserve.engine.tls import client_context
 from virtserve.engine.upstream.pool import UpstreamPool
 
+if TYPE_CHECKING:  # imported when used: IPVS and TLS cost start-up only to configs that use them
+    from virtserve.engine.ipvs.director import Director
+
 log = logging.getLogger("virtserve.engine")
+
+
+def _kernel_director(config: Config, backends: dict[str, Backend], loop: Any) -> Director:
+    from virtserve.engine.ipvs.director import Director  # only configs with forward = ipvs|auto
+
+    return Director(config, backends, loop)
 
 _PROTOCOLS: dict[str, Callable[[Frontend], asyncio.Protocol]] = {
     "http": HttpProxyProtocol,
@@ -60,7 +67,7 @@ class Engine:
         # A worker of a group (virtserve/group.py) gets both from the parent, which runs the
         # checks and the IPVS Director once for all workers.
         self.make_health: Callable[[EngineState, dict[str, Backend]], Health] = Health
-        self.make_director: Callable[[Config, dict[str, Backend], Any], Director] = Director
+        self.make_director: Callable[[Config, dict[str, Backend], Any], Director] = _kernel_director
 
     @property
     def listeners(self) -> list[Listener]:
@@ -114,9 +121,10 @@ class Engine:
             else:
                 frontends[spec.name] = Frontend(spec, backend, state, pool, _PROTOCOLS[spec.mode], backends,
                                                 stats_page=inband_pages(self))
-        if self.ipvs is None:
+        if self.ipvs is None and any(f.forward != "userspace" for f in config.frontends):
             self.ipvs = self.make_director(config, backends, state.loop)
-        in_kernel = self.ipvs.decide(config)  # the frontends the kernel serves: they bind nothing
+        # The frontends the kernel serves: they bind nothing.
+        in_kernel = self.ipvs.decide(config) if self.ipvs is not None else set()
         # Open everything new first, so that a bind that fails changes nothing.
         spare = list(self._bound)
         kept: list[_Bound] = []
@@ -135,7 +143,8 @@ class Engine:
                         bound = await self._open(fe, bind)
                         opened.append(bound)
                         kept.append(bound)
-            self.ipvs.apply(config, backends)  # the kernel's table: all or nothing
+            if self.ipvs is not None:
+                self.ipvs.apply(config, backends)  # the kernel's table: all or nothing
         except BaseException:
             for bound in opened:
                 bound.listener.stop()
@@ -146,6 +155,8 @@ class Engine:
             if backend not in self.backends.values():
                 for server in backend.servers:
                     if server.spec.ssl is not None:
+                        from virtserve.engine.tls import client_context
+
                         server.ssl = client_context(server.spec.ssl)
         for name, old_fe in self.frontends.items():
             if frontends.get(name) is not old_fe:
@@ -179,9 +190,17 @@ class Engine:
         listener = Listener(fe, bind)
         factory, tls = listener.server_args()
         try:
-            server = await loop.create_server(
-                factory, bind.address, bind.port, reuse_address=True,
-                reuse_port=self.reuse_port or None, backlog=1024, family=_family(bind.address), **tls)
+            sock = listening_socket(bind.address, bind.port, self.reuse_port)
+            if sock is not None:
+                try:
+                    server = await loop.create_server(factory, sock=sock, backlog=1024, **tls)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                server = await loop.create_server(
+                    factory, bind.address, bind.port, reuse_address=True,
+                    reuse_port=self.reuse_port or None, backlog=1024, family=_family(bind.address), **tls)
         except OSError as exc:
             listener.stop()
             where = f"{bind.where}: " if bind.where else ""

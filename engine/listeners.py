@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -24,14 +25,39 @@ from virtserve.engine.config.model import BindSpec
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.l7.redirect import RedirectProtocol
-from virtserve.engine.tls import CertStore, client_cert_headers
 
 if TYPE_CHECKING:
     from virtserve.engine.frontend import Frontend
+    from virtserve.engine.tls import CertStore
 
 log = logging.getLogger("virtserve.engine")
 
 _HEADER_ROOM = 16 + proxyproto.V2_MAX_PAYLOAD
+
+
+def listening_socket(address: str, port: int, reuse_port: bool) -> socket.socket | None:
+    """A bound socket for a literal IP address, made here instead of by loop.create_server:
+    given a host, the loop resolves it on its thread pool (starting the pool's threads) and
+    loads the idna codec first, milliseconds of start-up for an address that needs no
+    resolving. None for a name or the empty (every address) host: the loop resolves those.
+    The options are create_server's: SO_REUSEADDR, SO_REUSEPORT when asked, IPv6 only."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    try:
+        socket.inet_pton(family, address)
+    except OSError:
+        return None
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Origin:
@@ -67,7 +93,11 @@ class Listener:
 
     def __init__(self, fe: Frontend, bind: BindSpec) -> None:
         self.bind = bind
-        self.store = CertStore(bind.ssl) if bind.ssl is not None else None
+        self.store: CertStore | None = None
+        if bind.ssl is not None:  # the TLS module (and its datetime) only for TLS binds
+            from virtserve.engine.tls import CertStore
+
+            self.store = CertStore(bind.ssl)
         self.accept_proxy = bind.accept_proxy
         self.retarget(fe)
 
@@ -184,6 +214,8 @@ class ListenerProtocol(asyncio.BufferedProtocol):
         listener = self.listener
         headers = b""
         if listener.store is not None and listener.http:
+            from virtserve.engine.tls import client_cert_headers
+
             headers = client_cert_headers(listener.bind.ssl, transport.get_extra_info("ssl_object"))  # type: ignore[arg-type]
         scheme = b"https" if listener.store is not None else b"http"
         origin = Origin(self.client, scheme, headers, listener.http, listener.factory)

@@ -18,11 +18,12 @@ def _run_loop(coro) -> None:  # type: ignore[no-untyped-def]
     uvloop.run(coro)
 
 
-async def _serve(path: str, watch: bool = False, reuse_port: bool = False) -> int:
+async def _serve(path: str, watch: bool = False, reuse_port: bool = False, config=None) -> int:  # type: ignore[no-untyped-def]
     from virtserve.api import Balancer
 
     log = logging.getLogger("virtserve.engine")
-    lb = await Balancer(load(path), reuse_port=reuse_port).start()
+    # `config`: already loaded by the caller (a second parse of the file cost start-up time).
+    lb = await Balancer(config if config is not None else load(path), reuse_port=reuse_port).start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -76,7 +77,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if workers > 1:
         return _run_workers(workers, args.config, config, args.watch or config.autoreload)
     try:
-        _run_loop(_serve(args.config, args.watch or config.autoreload))
+        _run_loop(_serve(args.config, args.watch or config.autoreload, config=config))
     except OSError as exc:
         print(f"virtserve: {exc}", file=sys.stderr)
         return 1

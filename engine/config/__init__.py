@@ -19,12 +19,26 @@ from virtserve.engine.config.model import (
     ServerSpec,
     Timeouts,
 )
-from virtserve.engine.config.haproxy import load as load_haproxy
-from virtserve.engine.config.ldirectord import load as load_ldirectord
 from virtserve.engine.config.native import load as load_native
 from virtserve.engine.config.native import parse as parse_native
 from virtserve.engine.config.native import parse_dict
 from virtserve.engine.config.validate import validate
+
+
+
+# The haproxy.cfg and ldirectord.cf parsers are imported when a file of theirs is read: a
+# TOML config (or a Config built in code) starts without paying for them.
+def load_haproxy(path: str | PathLike[str]) -> Config:
+    from virtserve.engine.config.haproxy import load as load_haproxy_cfg
+
+    return load_haproxy_cfg(path)
+
+
+def load_ldirectord(path: str | PathLike[str]) -> Config:
+    from virtserve.engine.config.ldirectord import load as load_ldirectord_cf
+
+    return load_ldirectord_cf(path)
+
 
 _LOADERS = {".toml": load_native, ".cfg": load_haproxy, ".cf": load_ldirectord}
 

@@ -127,11 +127,11 @@ def top_kwargs(builder: _Builder, top: _Table) -> dict[str, Any]:
 
 def validate(config: Config) -> None:
     """forward = "ipvs" must be servable by the kernel: say which setting stands in the way."""
-    from virtserve.engine.ipvs.plan import kernel_obstacles
-
     for frontend in config.frontends:
         if frontend.forward != "ipvs":
             continue
+        from virtserve.engine.ipvs.plan import kernel_obstacles  # only configs that use IPVS pay for it
+
         obstacles = kernel_obstacles(frontend, config.backend(frontend.default_backend))
         if obstacles:
             raise ConfigError(frontend.where, f"frontend {frontend.name}: forward = 'ipvs' cannot serve it: "

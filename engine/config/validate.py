@@ -10,7 +10,7 @@ import difflib
 import ipaddress
 import math
 from dataclasses import fields
-from typing import Callable
+from typing import Any, Callable
 
 from virtserve.engine.config.model import (
     MODES,
@@ -24,7 +24,6 @@ from virtserve.engine.config.model import (
     ServerSpec,
     Timeouts,
 )
-from virtserve.engine.tls import CertError, check_bind, check_server
 from virtserve.engine.config.validate_checks import check_backend as _check_health
 from virtserve.engine.config.validate_rules import check_rules
 from virtserve.engine.config.validate_proxy import check_proxy
@@ -158,7 +157,7 @@ def _check_server(server: ServerSpec, what: str, at) -> None:
     if server.send_proxy not in ("", *PROXY_VERSIONS):
         raise ConfigError(at(server, "send_proxy"), f"{what}: send-proxy must be v1 or v2, got {server.send_proxy!r}")
     if server.ssl is not None:
-        _check_tls(lambda: check_server(server.ssl), at(server, "ssl"), what)
+        _check_tls(lambda tls: tls.check_server(server.ssl), at(server, "ssl"), what)
 
 
 def _check_frontend(frontend: FrontendSpec, backends: dict[str, BackendSpec], at) -> None:
@@ -171,7 +170,7 @@ def _check_frontend(frontend: FrontendSpec, backends: dict[str, BackendSpec], at
     for bind in frontend.binds:
         _check_int(bind, "port", 0, 65535, f"{what}: bind {_hostport(bind)}", at)
         if bind.ssl is not None:
-            _check_tls(lambda: check_bind(bind.ssl), at(bind, "ssl"), f"{what}: bind {_hostport(bind)} ssl")
+            _check_tls(lambda tls: tls.check_bind(bind.ssl), at(bind, "ssl"), f"{what}: bind {_hostport(bind)} ssl")
     if frontend.redirect is not None and frontend.mode != "http":
         raise ConfigError(at(frontend, "redirect"), f"{what}: redirect needs mode http")
     backend = backends.get(frontend.default_backend)
@@ -209,12 +208,14 @@ def _check_binds_unique(frontends, at) -> None:
             bound[key] = (frontend, bind)
 
 
-def _check_tls(check: Callable[[], object], where: str, what: str) -> None:
+def _check_tls(check: Callable[[Any], object], where: str, what: str) -> None:
     # Certificates are read now, so `virtserve check` finds a wrong key or an expired
-    # certificate before a reload would.
+    # certificate before a reload would. The TLS module is imported only for configs with TLS.
+    from virtserve.engine import tls
+
     try:
-        check()
-    except CertError as exc:
+        check(tls)
+    except tls.CertError as exc:
         raise ConfigError(where, f"{what}: {exc}") from None
 
 

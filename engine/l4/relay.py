@@ -11,15 +11,19 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
-from virtserve.engine.upstream.connect import open_server
+from virtserve.engine.upstream.connect import Connecting, server_connection
 from virtserve.schedulers.base import PickContext
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
     from virtserve.engine.frontend import Frontend
+
+log = logging.getLogger("virtserve.engine")
 
 MAX_HELD = 64 * 1024  # client bytes held while connecting, before reading pauses
 INSPECT_DELAY = 5.0  # seconds to wait for the first bytes a scheduler reads (tcp-request inspect-delay)
@@ -34,7 +38,7 @@ class TcpClientProtocol(asyncio.Protocol):
     __slots__ = ("fe", "state", "transport", "peer", "server", "held", "held_size", "deadline",
                  "eof", "closed", "tries", "ctx", "paused",
                  "t_accept", "t_connect", "n_in", "n_out", "last_server", "term",
-                 "inspecting", "backend", "connecting", "connect_expired")
+                 "inspecting", "backend", "connecting", "connect_expired", "t_try")
 
     def __init__(self, fe: Frontend) -> None:
         self.fe = fe
@@ -56,8 +60,9 @@ class TcpClientProtocol(asyncio.Protocol):
         self.term = "--"  # HAProxy's termination state, set where an ending is decided
         self.inspecting = False  # waiting for the first bytes before picking (rdp-cookie)
         self.backend = fe.backend  # or the one a route on the client address picks
-        self.connecting: asyncio.Task[None] | None = None  # the connect attempt in flight
+        self.connecting: Connecting | None = None  # the connect attempt in flight
         self.connect_expired = False  # its deadline passed: the sweeper cancelled it
+        self.t_try = 0.0  # loop time the attempt started
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
@@ -105,38 +110,45 @@ class TcpClientProtocol(asyncio.Protocol):
         # the attempt): the engine's sweeper instead of an asyncio.timeout per connection,
         # which cost a timer handle, a context manager and two getpid() syscalls each.
         self.deadline = self.state.now + fe.t_connect
-        self.connecting = self.state.spawn(self._connect(server))
-
-    async def _connect(self, server: Server) -> None:
-        fe = self.fe
         loop = self.state.loop
-        started = loop.time()
-        try:
-            await open_server(loop, lambda: TcpServerProtocol(self), server, self.ctx, self.transport)
-        except (OSError, asyncio.CancelledError) as exc:
-            self.connecting = None
-            if not isinstance(exc, OSError):
-                if not self.connect_expired:
-                    raise  # the engine stops
-                self.connect_expired = False
-                if self.closed:  # the client left while connecting: not the server's failure
-                    self._release_server()
-                    return
-            server.failures += 1
-            connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed)
-            self._release_server()
-            if self.closed:
-                return
-            self.tries += 1
-            if self.tries <= fe.retries:
-                self._dispatch(server)
-            else:
+        self.t_try = loop.time()
+        attempt = self.connecting = Connecting(
+            loop, server_connection(loop, partial(TcpServerProtocol, self), server, self.ctx, self.transport),
+            self._connect_done)
+        attempt.start()
+
+    def _connect_done(self, exc: BaseException | None) -> None:
+        """The attempt ended: connected (the pair is already linked, see _linked), failed,
+        or cancelled by the connect timeout or by the client leaving."""
+        self.connecting = None
+        fe = self.fe
+        server = self.last_server
+        assert server is not None
+        if exc is None:
+            connected(fe, server, (self.t_connect or self.state.loop.time()) - self.t_try)
+            return
+        if not isinstance(exc, OSError):
+            if not isinstance(exc, asyncio.CancelledError):  # a bug, not the server's failure
+                log.error("connecting to server %s failed", server.name, exc_info=exc)
+                self._release_server()
                 self.term = "SC"
                 self.transport.abort()
+                return
+            self.connect_expired = False
+            if self.closed:  # the client left while connecting: not the server's failure
+                self._release_server()
+                return
+        server.failures += 1
+        connect_failed(fe, server, retrying=self.tries < fe.retries and not self.closed)
+        self._release_server()
+        if self.closed:
             return
-        self.connecting = None
-        connected(fe, server, loop.time() - started)
-        # On success, TcpServerProtocol.connection_made has already linked the pair.
+        self.tries += 1
+        if self.tries <= fe.retries:
+            self._dispatch(server)
+        else:
+            self.term = "SC"
+            self.transport.abort()
 
     def _linked(self, peer: TcpServerProtocol) -> None:
         """The server connection exists. Called from its connection_made, before any of its
