@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import FrontendSpec
+from virtserve.engine.l7.lean import choose as choose_protocol
 from virtserve.engine.l7.pipeline import Pipeline
 from virtserve.engine.l7.stages import build as build_stages
 from virtserve.schedulers.base import Needs
@@ -76,6 +77,8 @@ class Frontend:
         # cost two Python calls each, once per connection.
         self.needs_dest = bool(self.needs & Needs.DEST)
         self.needs_payload = bool(self.needs & Needs.PAYLOAD)
+        # The common case's lean client protocol, when nothing reads a request header.
+        self._protocol = choose_protocol(self, protocol)
         backend.frontends.add(self)
         if len(backend.frontends) > 1:
             for fe in backend.frontends:

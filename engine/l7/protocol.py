@@ -98,7 +98,7 @@ class HttpProxyProtocol(asyncio.Protocol):
         self.state = fe.state
         self.backend = fe.backend
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.parser = httptools.HttpRequestParser(self)
+        self.parser = self.new_parser()
         self.ctx = PickContext()
         self.deadline = 0.0
         self.paused = 0
@@ -126,6 +126,9 @@ class HttpProxyProtocol(asyncio.Protocol):
         if fe.capture:
             self.special = self.special | fe.capture
         self._new_request()
+
+    def new_parser(self) -> httptools.HttpRequestParser:
+        return httptools.HttpRequestParser(self)  # l7/lean.py starts with one without callbacks
 
     def _new_request(self) -> None:
         self._url = b""
