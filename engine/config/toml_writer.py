@@ -11,7 +11,7 @@ import dataclasses
 import math
 from typing import Any
 
-from virtserve.engine.config.model import BackendSpec, Config, FrontendSpec, ServerSpec
+from virtserve.engine.config.model import BackendSpec, Config, FrontendSpec, IpvsGlobalSpec, ServerSpec
 
 # model field -> native key, where they differ by more than underscores and dashes
 _KEY = {"default_backend": "backend", "binds": "bind", "timeouts": "timeout"}
@@ -22,6 +22,8 @@ def to_toml(config: Config) -> str:
     out: list[str] = []
     if config.grace != Config.__dataclass_fields__["grace"].default:
         out.append(f"grace = {_value(config.grace)}\n")
+    if config.ipvs is not None:
+        out += _ipvs(config.ipvs)
     for fe in config.frontends:
         out.append(f"\n[frontend.{_key(fe.name)}]\n")
         out += _fields(fe, FrontendSpec)
@@ -29,6 +31,17 @@ def to_toml(config: Config) -> str:
         out.append(f"\n[backend.{_key(be.name)}]\n")
         out += _fields(be, BackendSpec)
     return "".join(out).lstrip("\n")
+
+
+def _ipvs(ipvs: IpvsGlobalSpec) -> list[str]:
+    """[ipvs]: the kernel's timeouts (those set) and the sync daemons."""
+    lines = ["\n[ipvs]\n"]
+    timeouts = [f"{key} = {_value(getattr(ipvs, key))}" for key in ("tcp", "tcpfin", "udp") if getattr(ipvs, key)]
+    if timeouts:
+        lines.append("timeout = { " + ", ".join(timeouts) + " }\n")
+    if ipvs.sync:
+        lines.append("sync = [" + ", ".join(_inline(daemon) for daemon in ipvs.sync) + "]\n")
+    return lines
 
 
 def _fields(spec: Any, cls: type) -> list[str]:
