@@ -87,23 +87,44 @@ class Runtime:
         return "".join(f"{k}: {v}\n" for k, v in info) + "\n"
 
     def show_stat(self, args: list[str]) -> str:
-        return view.csv_text(self.engine) + "\n"
+        """show stat [{<iid>|<proxy>} <type> <sid>]: type is a mask (1 frontends, 2 backends,
+        4 servers, -1 all), sid a server's id (-1 all), as HAProxy filters."""
+        if not args:
+            return view.csv_text(self.engine) + "\n"
+        if len(args) != 3:
+            raise CommandError("Require '{<iid>|<proxy>} <type> <sid>' or nothing.")
+        proxy, mask, sid = args[0], _signed_int(args[1], "type"), _signed_int(args[2], "sid")
+        bits = {view.TYPE_FRONTEND: 1, view.TYPE_BACKEND: 2, view.TYPE_SERVER: 4}
+
+        def keep(row: dict[str, object]) -> bool:
+            if proxy != "-1" and proxy not in (row["pxname"], str(row["iid"])):
+                return False
+            if mask != -1 and not mask & bits[row["type"]]:  # type: ignore[index]
+                return False
+            return sid == -1 or row["type"] != view.TYPE_SERVER or row["sid"] == sid
+
+        return view.csv_text(self.engine, keep) + "\n"
 
     def show_servers_state(self, args: list[str]) -> str:
         lines = ["1", "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state "
                       "srv_uweight srv_iweight srv_time_since_last_change srv_check_status "
                       "srv_check_result srv_check_health srv_check_state srv_agent_state "
                       "bk_f_forced_id srv_f_forced_id srv_fqdn srv_port"]
+        machines = view.check_machines(self.engine)
         for be_id, b in enumerate(self.engine.backends.values(), start=1):
             if args and b.name != args[0]:
                 continue
             for s in b.servers:
+                # check result as HAProxy's CHK_RES_*: 0 unknown, 2 failed, 3 passed
+                result = 0 if s.last_check is None else (3 if s.last_check.ok else 2)
+                machine = machines.get(id(s))
+                health = machine.health if machine is not None else 0
                 # HAProxy: op_state 0 stopped, 2 running; admin_state bit 0x01 maint, 0x08 drain
                 op = 2 if s.up else 0
                 admin = {"": 0, "maint": 1, "drain": 8}[getattr(s, "admin", "")]
                 lines.append(f"{be_id} {b.name} {s.index + 1} {s.name} {s.address} {op} {admin} "
                              f"{getattr(s, 'uweight', s.weight)} {s.spec.weight} "
-                             f"{int(view.server_last_change(s))} 1 0 0 0 0 0 0 - {s.port}")
+                             f"{int(view.server_last_change(s))} 1 {result} {health} 0 0 0 0 - {s.port}")
         return "\n".join(lines) + "\n\n"
 
     def show_sess(self, args: list[str]) -> str:
@@ -273,6 +294,13 @@ def _admit(fe) -> None:  # type: ignore[no-untyped-def]
     waiting = fe.waiting
     while waiting and fe.current < fe.maxconn:
         waiting.popleft().admit(fe._protocol(fe))
+
+
+def _signed_int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"Invalid {what} '{text}': expects a whole number.") from None
 
 
 def _int(text: str, what: str) -> int:

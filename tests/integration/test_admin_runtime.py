@@ -36,6 +36,16 @@ async def test_show_commands(backends, balancer, tmp_path):
     assert state[0] == "1" and state[1].startswith("# be_id be_name srv_id srv_name srv_addr srv_op_state")
     assert state[2].split()[:8] == ["1", "vs", "1", "s1", "127.0.0.1", "2", "0", "1"]
     assert (await ctl(sock, "bogus")).startswith("Unknown command")
+    # HAProxy's filters: {<iid>|<proxy>} <type mask: 1 frontends, 2 backends, 4 servers> <sid>
+    def names(csv_text):
+        return [line.split(",")[1] for line in csv_text.strip().splitlines()[1:]]
+
+    assert names(await ctl(sock, "show stat vs 4 -1")) == ["s1", "s2"]
+    assert names(await ctl(sock, "show stat -1 3 -1")) == ["FRONTEND", "BACKEND"]
+    assert names(await ctl(sock, "show stat vs 4 2")) == ["s2"]
+    assert names(await ctl(sock, "show stat 2 -1 -1")) == ["s1", "s2", "BACKEND"]  # the backend's iid
+    assert names(await ctl(sock, "show stat nope -1 -1")) == []
+    assert (await ctl(sock, "show stat vs x -1")).startswith("Invalid type 'x'")
     # two commands on one line, as HAProxy takes them
     both = await ctl(sock, "show info; show servers state")
     assert "Name: virtserve" in both and "# be_id" in both
