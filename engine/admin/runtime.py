@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from virtserve.engine.admin import view
-from virtserve.engine.config.model import ServerSpec
+from virtserve.engine.config.model import CheckSpec, ServerSpec
 from virtserve.engine.config.units import split_host_port
 from virtserve.engine.config.validate import WEIGHT_MAX
 
@@ -216,8 +216,9 @@ class Runtime:
         return "\n"
 
     def add_server(self, args: list[str]) -> str:
-        """add server B/S ADDR:PORT [weight N] [maxconn N] [backup] [enabled]: as HAProxy's
-        dynamic servers, created in maintenance unless `enabled` (then `enable server`)."""
+        """add server B/S ADDR:PORT [weight N] [maxconn N] [backup] [check] [enabled]: as
+        HAProxy's dynamic servers, created in maintenance unless `enabled` (then `enable
+        server`); checked only with `check` (the backend's check, else a connect check)."""
         if len(args) < 2:
             raise CommandError("'add server' expects <backend>/<server> <addr>:<port> [options].")
         b_name, sep, s_name = args[0].partition("/")
@@ -234,7 +235,7 @@ class Runtime:
             raise CommandError(f"Invalid address: {exc}.") from None
         if not host or port is None or not 0 < port < 65536:
             raise CommandError(f"Invalid address '{args[1]}': expects <addr>:<port>.")
-        kw: dict[str, int | bool] = {}
+        kw: dict[str, object] = {"checked": False}
         enabled = False
         rest = args[2:]
         while rest:
@@ -243,17 +244,35 @@ class Runtime:
                 kw[word] = _int(rest.pop(0), word)
             elif word == "backup":
                 kw["backup"] = True
+            elif word == "check":
+                kw["checked"] = True
+                if b.spec.check is None:  # HAProxy: `check` alone is a connect check
+                    kw["check"] = CheckSpec()
             elif word == "enabled":
                 enabled = True
             elif word == "disabled":
                 enabled = False
             else:
-                raise CommandError(f"'{word}' : unknown keyword (supported: weight, maxconn, backup, enabled).")
+                raise CommandError(f"'{word}' : unknown keyword (supported: weight, maxconn, backup, check, "
+                                   "enabled).")
         if not 0 <= int(kw.get("weight", 1)) <= WEIGHT_MAX:
             raise CommandError(f"Weight must be between 0 and {WEIGHT_MAX}.")
         spec = ServerSpec(s_name, host, port, **kw)  # type: ignore[arg-type]
-        b.add_server(spec, admin="" if enabled else "maint")
+        server = b.add_server(spec, admin="" if enabled else "maint")
+        if spec.checked:
+            self._checks(create=True).watch(b, server)
         return "New server registered.\n\n"
+
+    def _checks(self, create: bool = False):  # type: ignore[no-untyped-def]
+        """The engine's check runner (made for the first server checked at run time)."""
+        health = self.engine.health
+        if health is None:
+            return None
+        if health.runner is None and create:
+            from virtserve.checks.runner import CheckRunner
+
+            health.runner = CheckRunner(health.state, health.backends)
+        return health.runner
 
     def del_server(self, args: list[str]) -> str:
         """As HAProxy: only a server in maintenance (or drain) with nothing in flight."""
@@ -262,6 +281,9 @@ class Runtime:
             raise CommandError("Only servers in maintenance mode can be deleted.")
         if s.active:
             raise CommandError("Server still has connections attached to it, cannot remove it.")
+        checks = self._checks()
+        if checks is not None:
+            checks.unwatch(s)
         b.remove_server(s)
         pool = self.engine.pool
         if pool is not None:  # its parked keep-alive connections go with it
