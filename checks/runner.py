@@ -129,6 +129,25 @@ class CheckRunner:
                 self.checks.append(check)
                 self.tasks.append(self.state.spawn(check.run(spec.interval * i / len(probed))))
 
+    def watch(self, backend: Backend, server: Server) -> bool:
+        """Start checking a server added at run time (`add server ... check`); False when its
+        check is not a probe (none, on, off)."""
+        spec = backend.spec.check_of(server.spec)
+        if spec is None or spec.type not in PROBES:
+            return False
+        check = ServerCheck(self.state, backend, server, spec)
+        self.checks.append(check)
+        self.tasks.append(self.state.spawn(check.run(0.0)))
+        return True
+
+    def unwatch(self, server: Server) -> None:
+        """Stop checking a server that goes away (`del server`)."""
+        for i, check in enumerate(self.checks):
+            if check.server is server:
+                self.tasks.pop(i).cancel()
+                del self.checks[i]
+                return
+
     def stop(self) -> None:
         for task in self.tasks:
             task.cancel()

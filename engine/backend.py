@@ -272,6 +272,7 @@ class Backend:
             s.weight = 0
         self.servers.append(s)
         self.by_name[s.name] = s
+        self.healthy += s.healthy  # the count the fallback server follows
         if s.backup:
             if self.backup_scheduler is None:
                 self.backup_scheduler = create(self.spec.scheduler, [s], self.spec.options)
@@ -284,6 +285,7 @@ class Backend:
         """Forget s; only once nothing is in flight on it (the caller checks `active`)."""
         self._scheduler_of(s).remove(s)
         self.servers.remove(s)
+        self.healthy -= s.healthy
         self.removed_counters.append(s.counters)
         del self.by_name[s.name]
 
