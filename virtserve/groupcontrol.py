@@ -105,6 +105,8 @@ class GroupControl:
     # --- reload ------------------------------------------------------------------------------
 
     async def reload(self) -> None:
+        if self.plane.state is None:  # still starting: the workers read the file as it is now
+            return
         async with self._reloading:
             log.info("reloading %s for %d workers", self.path, len(self.channels))
             try:
