@@ -89,7 +89,7 @@ class ServerCheck:
 def apply_verdict(backend: Backend, server: Server, healthy: bool, result: Result | None,
                   drained: bool, agent_pct: int | None, now: float) -> None:
     """Put a check's verdict in force: the one path for local checks and for verdicts a worker
-    receives from the group's checker (virtserve/group.py), so both have the same effects."""
+    receives from the group's checker (virtserve/groupcontrol.py), so both have the same effects."""
     server.drained, server.agent_pct = drained, agent_pct
     if healthy != server.healthy:
         backend.set_status(server, healthy, result, now)
