@@ -76,6 +76,7 @@ virtual=127.0.0.1:80
     frobnicate=yes
 virtual=127.0.0.1:81
     real=127.0.0.1:82 masq heavy
+quiescent=maybe
 """
 
 
@@ -85,7 +86,8 @@ virtual=127.0.0.1:81
                               (9, "retries"), (10, "cookie mode"), (11, "weight"), (12, "connect")]),
     ("lb.toml", NATIVE_CHECKS, [(6, "retries"), (10, "weight"), (13, "already bound"), (14, "nowhere")]),
     ("haproxy.cfg", HAPROXY, [(2, "nosuchthing"), (6, "timeout client"), (9, "needs a port"), (10, "weight")]),
-    ("ldirectord.cf", LDIRECTORD, [(1, "checktimeout"), (5, "frobnicate"), (7, "real=")]),
+    ("ldirectord.cf", LDIRECTORD, [(1, "checktimeout"), (5, "frobnicate"), (6, "needs service="), (7, "real="),
+                                      (8, "quiescent")]),
 ])
 def test_every_error_is_named_with_its_line(tmp_path, name, text, expected):
     path = tmp_path / name
