@@ -18,8 +18,9 @@ A MaxMind database (GeoIP2/GeoLite2 Country or City, or any DB with those fields
 
 A client's group is, in this order: the longest `networks` prefix holding it; its country
 (`country.iso_code`, else `registered_country.iso_code`) in `countries`; its continent
-(`continent.code`) in `continents`; the default group. Database answers are remembered per
-address (a bounded cache), so a returning client costs one dict probe. The file is opened when
+(`continent.code`) in `continents`; the default group. A client's group is remembered per
+address (a bounded cache: the tables do not change at run time), so a returning client costs
+one dict probe. The file is opened when
 the scheduler is built: a reload reads a new copy.
 """
 from __future__ import annotations
@@ -28,6 +29,8 @@ import ipaddress
 from typing import Any
 
 from virtserve.schedulers.base import Needs, PickContext, Scheduler, create, register
+
+CACHE_SIZE = 1 << 16  # client addresses whose group is remembered
 
 
 def parse_networks(items, text: str = "") -> list[tuple[ipaddress._BaseNetwork, str]]:
@@ -96,6 +99,7 @@ class Geo(Scheduler):
             by_len = self._table.setdefault(net.version, {})
             by_len.setdefault(net.prefixlen, {})[int(net.network_address)] = self._groups[g]
         self._lens = {v: sorted(t, reverse=True) for v, t in self._table.items()}
+        self._cache: dict[str, Scheduler] = {}  # client address -> its group (the tables are fixed)
         self._maxmind = None
         if o.get("maxmind-db"):
             self._maxmind = MaxMindGroups(str(o["maxmind-db"]), pairs(o, "countries"), pairs(o, "continents"),
@@ -125,7 +129,14 @@ class Geo(Scheduler):
         return self._default
 
     def pick(self, ctx: PickContext, avoid=None):
-        return self._group(ctx.client_ip).pick(ctx, avoid)
+        ip = ctx.client_ip
+        sched = self._cache.get(ip)
+        if sched is None:  # parsing the address costs more than the rest of the pick: once per client
+            sched = self._group(ip)
+            if len(self._cache) >= CACHE_SIZE:
+                self._cache.clear()  # simpler than LRU bookkeeping; refilled at one lookup per address
+            self._cache[ip] = sched
+        return sched.pick(ctx, avoid)
 
     def take(self, s) -> None:
         for sched in self._owners.get(id(s), ()):
@@ -160,11 +171,9 @@ def pairs(options, key: str) -> dict[str, str]:
     return out
 
 
-CACHE_SIZE = 1 << 16
-
 
 class MaxMindGroups:
-    """Client address -> group scheduler through a MaxMind DB, remembered per address."""
+    """Client address -> group scheduler through a MaxMind DB (Geo caches the answers)."""
 
     def __init__(self, path: str, countries: dict[str, str], continents: dict[str, str],
                  groups: dict[str, Scheduler]) -> None:
@@ -182,21 +191,8 @@ class MaxMindGroups:
         self.invalid = maxminddb.InvalidDatabaseError
         self.countries = {code: groups[g] for code, g in countries.items()}
         self.continents = {code: groups[g] for code, g in continents.items()}
-        self.cache: dict[str, Scheduler | None] = {}
 
     def group(self, ip: str) -> Scheduler | None:
-        cache = self.cache
-        try:
-            return cache[ip]
-        except KeyError:
-            pass
-        sched = self.lookup(ip)
-        if len(cache) >= CACHE_SIZE:
-            cache.clear()  # simpler than LRU bookkeeping; refilled at one lookup per address
-        cache[ip] = sched
-        return sched
-
-    def lookup(self, ip: str) -> Scheduler | None:
         try:
             record: Any = self.reader.get(ip)
         except (ValueError, self.invalid):  # IPv6 in an IPv4-only database; a corrupt record

@@ -206,27 +206,28 @@ class StaticRoundRobin(Scheduler):
 class LeastConn(HeapScheduler):
     name = "leastconn"
     scan_below = 12  # its keys are tuples: the heap's crossing comes sooner (pick_cost)
+    lazy_take = False  # a tuple key per look at the top costs more than a push per take
 
     def __init__(self, servers, options=None) -> None:
         if not hasattr(self, "_turn"):  # not when add/remove build it again: the turns stay
             self._seq = itertools.count()
-            self._turn: dict[int, int] = {}  # id(server) -> when it was last re-keyed
+            self._turn: dict[int, int] = {}  # scan mode: id(server) -> when it was last re-keyed
         for s in servers:
             self._turn.setdefault(id(s), next(self._seq))
         super().__init__(servers, options)
 
     def key(self, s):
+        # The heap's key: a fresh turn at every push puts a re-keyed server behind its equals.
         n = s.active
-        return ((n + 1) * 4096 // (s.weight * 16) if n else 0, self._turn[id(s)])
-
-    def take(self, s) -> None:
-        self._turn[id(s)] = next(self._seq)  # the key grew: the heap sees it at its top
+        return ((n + 1) * 4096 // (s.weight * 16) if n else 0, next(self._seq))
 
     def _changed(self, s) -> None:
-        self._turn[id(s)] = next(self._seq)
-        self._update(s)
+        if self._scanning:
+            self._turn[id(s)] = next(self._seq)  # the scan's turns: behind the others with the same key
+        else:
+            self._update(s)
 
-    drop = up = down = weight = _changed
+    take = drop = up = down = weight = _changed
 
     def scan(self, avoid=None):
         turn = self._turn
