@@ -114,6 +114,8 @@ class Backend:
         self.listeners: list[Listener] = []
         # What the data path must put in the PickContext (e.g. the local address, first bytes).
         self.needs: Needs = self.scheduler.needs | (self.backup_scheduler.needs if self.backup_scheduler else Needs.NOTHING)
+        # Body bytes the L7 path lets in before a pick (url_param check_post), 0 for none.
+        self.body_lookahead: int = getattr(self.scheduler, "post_lookahead", 0)
         self.persistence = make_persistence(spec, self.servers)
         if self.persistence is not None:
             self.needs |= Needs.ADDRESS
