@@ -37,7 +37,8 @@ def checkout(rev: str, into: Path) -> Path:
     tar_path = into / "rev.tar"
     tar_path.write_bytes(archive)
     with tarfile.open(tar_path) as tar:
-        tar.extractall(src, filter="data")
+        # Our own repository's archive; the "data" filter where this Python has it (3.11.4+).
+        tar.extractall(src, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
     dirs = tomllib.loads((src / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
     root = into / "path"
     package = root / "virtserve"
