@@ -215,12 +215,26 @@ def _bench_certificate(stack: contextlib.ExitStack) -> str:
     return str(ca.issue(["127.0.0.1", "localhost"], Path(tmp) / "bench.pem"))
 
 
+ONE_WORKER = "@1w"  # suffix of a target's one-worker twin, run in the N-worker scenarios
+
+
+def _with_one_worker_twins(names: Iterable[str], scenario: Scenario) -> list[str]:
+    """An N-worker scenario also runs each target with one worker, in the same interleaved
+    rounds: scaling measured minutes apart on a shared machine measures the machine's drift."""
+    names = list(names)
+    if scenario.workers <= 1:
+        return names
+    return names + [n + ONE_WORKER for n in names if n != "direct"]
+
+
 def _start_targets(stack: contextlib.ExitStack, names: Iterable[str], backends: BackendSet,
                    scenario: Scenario, opts: BenchOptions,
                    skipped: dict[str, str]) -> dict[str, ProxyRunner]:
     started: dict[str, ProxyRunner] = {}
-    for name in names:
-        kw: dict[str, Any] = {"tls": scenario.tls, "workers": scenario.workers}
+    for target in names:
+        name = target.removesuffix(ONE_WORKER)
+        kw: dict[str, Any] = {"tls": scenario.tls,
+                              "workers": 1 if target.endswith(ONE_WORKER) else scenario.workers}
         if name == "virtserve":
             kw["python"] = opts.python
         if scenario.tls:
@@ -233,16 +247,16 @@ def _start_targets(stack: contextlib.ExitStack, names: Iterable[str], backends: 
             runner = make_runner(name, backends, mode=scenario.mode, **kw)
             stack.enter_context(runner)
         except Unavailable as e:
-            skipped[name] = f"unavailable: {e}"
-            opts.emit(f"  skip {name}: unavailable: {_first_line(str(e))}")
+            skipped[target] = f"unavailable: {e}"
+            opts.emit(f"  skip {target}: unavailable: {_first_line(str(e))}")
             continue
         except StartError as e:
-            skipped[name] = f"failed to start: {e}" + (f"\n--- output ---\n{e.log}" if e.log else "")
-            opts.emit(f"  skip {name}: failed to start: {_first_line(str(e))}")
+            skipped[target] = f"failed to start: {e}" + (f"\n--- output ---\n{e.log}" if e.log else "")
+            opts.emit(f"  skip {target}: failed to start: {_first_line(str(e))}")
             continue
-        started[name] = runner
+        started[target] = runner
         extra = f" (ready in {runner.startup_s * 1000:.0f} ms)" if runner.startup_s else ""
-        opts.emit(f"  {name}: {runner.url} pid {runner.pid}{extra}")
+        opts.emit(f"  {target}: {runner.url} pid {runner.pid}{extra}")
     return started
 
 
@@ -264,8 +278,9 @@ def run_scenario(scenario: Scenario, opts: BenchOptions, *, tool: str,
             contextlib.ExitStack() as stack:
         opts.emit(f"  backends ({backends.kind}): "
                   + ", ".join(f"{h}:{p}" for h, p in backends.addresses))
-        targets = _start_targets(stack, opts.targets, backends, scenario, opts, skipped)
-        if opts.progress is not None:  # units of targets that will not run
+        names = _with_one_worker_twins(opts.targets, scenario)
+        targets = _start_targets(stack, names, backends, scenario, opts, skipped)
+        if opts.progress is not None:  # units of targets that will not run, or run in addition
             opts.progress.add(-(len(opts.targets) - len(targets)) * _units_per_target(opts))
         described = {name: r.describe() for name, r in targets.items()}
         if opts.warmup > 0:
@@ -385,24 +400,33 @@ def _units_per_target(opts: BenchOptions) -> int:
 
 
 def scaling(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """For each N-worker scenario whose 1-worker twin ran too: per target, N-worker / 1-worker."""
+    """For each N-worker scenario: per target, N workers / 1 worker, from the one-worker twins
+    run in the same rounds, else from the 1-worker scenario when it ran too."""
     by_name = {r["scenario"]["name"]: r for r in results}
     out: dict[str, dict[str, Any]] = {}
     for name, res in by_name.items():
         workers = res["scenario"].get("workers", 1)
-        base = by_name.get(name.rsplit(f"-{workers}w", 1)[0]) if workers > 1 else None
-        if base is None:
+        if workers <= 1:
+            continue
+        summary = res["summary"]
+        if any(t.endswith(ONE_WORKER) for t in summary):
+            base_name, base_summary = "1 worker, same rounds", {
+                t.removesuffix(ONE_WORKER): s for t, s in summary.items() if t.endswith(ONE_WORKER)}
+        elif name.rsplit(f"-{workers}w", 1)[0] in by_name:
+            base_name = name.rsplit(f"-{workers}w", 1)[0]
+            base_summary = by_name[base_name]["summary"]
+        else:
             continue
         per: dict[str, Any] = {}
-        for target, s in res["summary"].items():
-            b = base["summary"].get(target)
+        for target, s in summary.items():
+            b = base_summary.get(target)
             if b and b.get("requests_per_s") and s.get("requests_per_s"):
                 per[target] = {
                     "requests_per_s": s["requests_per_s"] / b["requests_per_s"],
                     "req_per_cpu_s": (s["req_per_cpu_s"] / b["req_per_cpu_s"]
                                       if s.get("req_per_cpu_s") and b.get("req_per_cpu_s") else None),
                 }
-        out[name] = {"base": base["scenario"]["name"], "workers": workers, "targets": per}
+        out[name] = {"base": base_name, "workers": workers, "targets": per}
     return out
 
 

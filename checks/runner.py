@@ -89,7 +89,7 @@ class ServerCheck:
 def apply_verdict(backend: Backend, server: Server, healthy: bool, result: Result | None,
                   drained: bool, agent_pct: int | None, now: float) -> None:
     """Put a check's verdict in force: the one path for local checks and for verdicts a worker
-    receives from the group's checker (virtserve/group.py), so both have the same effects."""
+    receives from the group's checker (virtserve/groupcontrol.py), so both have the same effects."""
     server.drained, server.agent_pct = drained, agent_pct
     if healthy != server.healthy:
         backend.set_status(server, healthy, result, now)
@@ -128,6 +128,25 @@ class CheckRunner:
                 check.on_result = self.on_result
                 self.checks.append(check)
                 self.tasks.append(self.state.spawn(check.run(spec.interval * i / len(probed))))
+
+    def watch(self, backend: Backend, server: Server) -> bool:
+        """Start checking a server added at run time (`add server ... check`); False when its
+        check is not a probe (none, on, off)."""
+        spec = backend.spec.check_of(server.spec)
+        if spec is None or spec.type not in PROBES:
+            return False
+        check = ServerCheck(self.state, backend, server, spec)
+        self.checks.append(check)
+        self.tasks.append(self.state.spawn(check.run(0.0)))
+        return True
+
+    def unwatch(self, server: Server) -> None:
+        """Stop checking a server that goes away (`del server`)."""
+        for i, check in enumerate(self.checks):
+            if check.server is server:
+                self.tasks.pop(i).cancel()
+                del self.checks[i]
+                return
 
     def stop(self) -> None:
         for task in self.tasks:

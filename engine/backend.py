@@ -114,6 +114,8 @@ class Backend:
         self.listeners: list[Listener] = []
         # What the data path must put in the PickContext (e.g. the local address, first bytes).
         self.needs: Needs = self.scheduler.needs | (self.backup_scheduler.needs if self.backup_scheduler else Needs.NOTHING)
+        # Body bytes the L7 path lets in before a pick (url_param check_post), 0 for none.
+        self.body_lookahead: int = getattr(self.scheduler, "post_lookahead", 0)
         self.persistence = make_persistence(spec, self.servers)
         if self.persistence is not None:
             self.needs |= Needs.ADDRESS
@@ -272,6 +274,7 @@ class Backend:
             s.weight = 0
         self.servers.append(s)
         self.by_name[s.name] = s
+        self.healthy += s.healthy  # the count the fallback server follows
         if s.backup:
             if self.backup_scheduler is None:
                 self.backup_scheduler = create(self.spec.scheduler, [s], self.spec.options)
@@ -284,6 +287,7 @@ class Backend:
         """Forget s; only once nothing is in flight on it (the caller checks `active`)."""
         self._scheduler_of(s).remove(s)
         self.servers.remove(s)
+        self.healthy -= s.healthy
         self.removed_counters.append(s.counters)
         del self.by_name[s.name]
 

@@ -64,7 +64,7 @@ class Engine:
         self._stopped: asyncio.Event | None = None
         self.ipvs: Director | None = None  # programs the kernel for forward = ipvs|auto frontends
         self._in_kernel: set[str] = set()  # frontends the kernel serves: no listener
-        # A worker of a group (virtserve/group.py) gets both from the parent, which runs the
+        # A worker of a group (virtserve/member.py, groupcontrol.py) gets both from the parent, which runs the
         # checks and the IPVS Director once for all workers.
         self.make_health: Callable[[EngineState, dict[str, Backend]], Health] = Health
         self.make_director: Callable[[Config, dict[str, Backend], Any], Director] = _kernel_director

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 class Health:
     """`local_checks=False`: a worker of a group whose checks run once in the parent (see
-    virtserve/group.py); verdicts arrive from there, and the alerts are mailed there."""
+    virtserve/groupcontrol.py); verdicts arrive from there, and the alerts are mailed there."""
 
     def __init__(self, state: EngineState, backends: dict[str, Backend], local_checks: bool = True) -> None:
         self.state = state

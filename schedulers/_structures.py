@@ -15,15 +15,17 @@ class KeyedHeap:
     lower bound of its key and the top, once checked, is the true least. Anything else (a drop,
     up, down, weight) calls update(), which pushes a fresh entry and bumps the server's version;
     entries of an old version are popped when they reach the top (lazy deletion), and the heap is
-    rebuilt when stale entries outnumber live ones. O(log n) amortised per pick and per update.
+    compacted when stale entries outnumber live ones. O(log n) amortised per pick and per update.
     """
 
-    __slots__ = ("servers", "key", "eligible", "pos", "ver", "heap", "limit")
+    __slots__ = ("servers", "key", "eligible", "pos", "ver", "heap", "limit", "lazy")
 
-    def __init__(self, servers: Sequence[Any], key: Callable[[Any], Any], eligible: Callable[[Any], bool]) -> None:
+    def __init__(self, servers: Sequence[Any], key: Callable[[Any], Any], eligible: Callable[[Any], bool],
+                 lazy: bool = True) -> None:
         self.servers = servers
         self.key = key
         self.eligible = eligible
+        self.lazy = lazy  # False: every change comes through update(), the top is not re-keyed
         self.pos = {id(s): i for i, s in enumerate(servers)}
         self.ver = [0] * len(servers)
         self.limit = 2 * len(servers) + 32
@@ -44,7 +46,14 @@ class KeyedHeap:
             heap = self.heap
             heappush(heap, (self.key(s), i, v))
             if len(heap) > self.limit:
-                self.rebuild()
+                self.compact()
+
+    def compact(self) -> None:
+        """Drop the stale entries. The live ones keep their keys (no key is computed again, so a
+        key that carries a turn, as leastconn's, keeps its place among equals)."""
+        ver = self.ver
+        self.heap = [e for e in self.heap if e[2] == ver[e[1]]]
+        heapify(self.heap)
 
     def _top(self):
         heap, ver, servers, eligible, key = self.heap, self.ver, self.servers, self.eligible, self.key
@@ -59,10 +68,11 @@ class KeyedHeap:
                 heappop(heap)
                 ver[i] += 1
                 continue
-            k = key(s)
-            if k != entry[0]:  # grew since it was pushed: re-sift with its key now
-                heapreplace(heap, (k, i, entry[2]))
-                continue
+            if self.lazy:
+                k = key(s)
+                if k != entry[0]:  # grew since it was pushed: re-sift with its key now
+                    heapreplace(heap, (k, i, entry[2]))
+                    continue
             return entry
         return None
 

@@ -7,21 +7,24 @@ never picked (HAProxy would queue on a full one; this proxy has no queue and mov
   virtual time that advances by 1/weight on each pick (stride scheduling, the idea of
   lb_fwrr.c's position keys); the pick is the least virtual time, first in list order on ties.
   O(log n) per pick and per event.
-- static-rr: a weighted map (lb_map.c) dealt out in smooth interleave, walked by a cursor: O(1)
-  per pick. Built from the weights at start and rebuilt on up/down only: runtime weight changes
+- static-rr: lb_map.c's weighted map in HAProxy's slot order (weighted_map), walked by a
+  cursor: O(1) per pick. Built from the weights at start and rebuilt on up/down only: runtime weight changes
   are ignored as in HAProxy, except that a weight-0 server is skipped and a server that
   started at weight 0 joins the map with its first non-zero weight.
 - leastconn: least (inflight + 1) * 4096 // (weight * 16) (0 when idle: lb_fwlc.c's key), round
   robin among equal keys (a re-keyed server goes behind the others with its key). O(log n).
 - first: the first server in config order with room below its maxconn (lb_fas.c). O(log n).
 - random[(N)]: N weighted random draws (default 2), the least loaded (active / weight) wins.
-  HAProxy draws on its consistent-hash ring; here the draws use a Fenwick tree of weights:
-  the same weighting, O(log n) per draw.
+  With `hash-type consistent` the draws are HAProxy's own: random 32-bit points looked up on
+  the consistent ring (16 points per unit of weight), O(log points) per draw. Without it they
+  use a Fenwick tree of weights: exact weight shares (the ring's arcs only approximate them),
+  O(log n) per draw. HAProxy always draws on the ring.
 """
 from __future__ import annotations
 
 import itertools
 import time
+from math import gcd
 
 from virtserve.schedulers._structures import KeyedHeap, walk
 from virtserve.schedulers.base import PickContext, Scheduler, register
@@ -116,6 +119,45 @@ class HaproxyRoundRobin(Scheduler):
         self._place(s)
 
 
+# Above this many steps (servers x slots) the exact lb_map.c fill (O(n * total) in Python) gives
+# way to smooth_map, which deals the same shares in O(total log n).
+EXACT_MAP_STEPS = 200_000
+
+
+def weighted_map(servers, weights, gcd_of=None) -> list:
+    """The server map of HAProxy's map-based algorithms (static-rr, hash-type map-based).
+
+    As lb_map.c: each weight is divided by the gcd of the configured weights (init_server_map's
+    wmult; a later weight rounds up), then recalc_server_map fills `total` slots: every usable
+    server adds its weight to a score, the first with the highest (score + total) / total takes
+    the slot and pays total. Same slot order as HAProxy, so `hash % total` lands on the server
+    HAProxy would pick. Past EXACT_MAP_STEPS it is smooth_map's order instead (same shares)."""
+    g = 0
+    for w in (gcd_of if gcd_of is not None else weights):
+        if w > 0:
+            g = gcd(g, w)
+    g = g or 1
+    members = [(s, -(-w // g)) for s, w in zip(servers, weights) if w > 0]
+    total = sum(w for _, w in members)
+    if len(members) * total > EXACT_MAP_STEPS:
+        return smooth_map([s for s, _ in members], [w for _, w in members])
+    ws = [w for _, w in members]
+    n = len(ws)
+    score = [0] * n
+    out = []
+    for _ in range(total):
+        best, top = -1, 0
+        for i in range(n):
+            sc = score[i] = score[i] + ws[i]
+            a = sc + total
+            v = a // total if a >= 0 else -(-a // total)  # C division truncates toward zero
+            if best < 0 or v > top:
+                best, top = i, v
+        out.append(members[best][0])
+        score[best] -= total
+    return out
+
+
 def smooth_map(servers, weights) -> list:
     """Each server `weight` times, interleaved (stride order, ties to the first): O(total log n)."""
     from heapq import heapify, heapreplace
@@ -137,12 +179,13 @@ class StaticRoundRobin(Scheduler):
     def __init__(self, servers, options=None) -> None:
         super().__init__(servers, options)
         self._weights = {id(s): s.weight for s in self.servers}  # start weights: fixed
+        self._config_weights = [s.weight for s in self.servers]  # their gcd divides them all
         self._cursor = -1
         self._rebuild()
 
     def _rebuild(self, s=None) -> None:
         members = [x for x in self.servers if x.up]
-        self._map = smooth_map(members, [self._weights[id(x)] for x in members])
+        self._map = weighted_map(members, [self._weights[id(x)] for x in members], self._config_weights)
 
     up = down = _rebuild
 
@@ -163,27 +206,28 @@ class StaticRoundRobin(Scheduler):
 class LeastConn(HeapScheduler):
     name = "leastconn"
     scan_below = 12  # its keys are tuples: the heap's crossing comes sooner (pick_cost)
+    lazy_take = False  # a tuple key per look at the top costs more than a push per take
 
     def __init__(self, servers, options=None) -> None:
         if not hasattr(self, "_turn"):  # not when add/remove build it again: the turns stay
             self._seq = itertools.count()
-            self._turn: dict[int, int] = {}  # id(server) -> when it was last re-keyed
+            self._turn: dict[int, int] = {}  # scan mode: id(server) -> when it was last re-keyed
         for s in servers:
             self._turn.setdefault(id(s), next(self._seq))
         super().__init__(servers, options)
 
     def key(self, s):
+        # The heap's key: a fresh turn at every push puts a re-keyed server behind its equals.
         n = s.active
-        return ((n + 1) * 4096 // (s.weight * 16) if n else 0, self._turn[id(s)])
-
-    def take(self, s) -> None:
-        self._turn[id(s)] = next(self._seq)  # the key grew: the heap sees it at its top
+        return ((n + 1) * 4096 // (s.weight * 16) if n else 0, next(self._seq))
 
     def _changed(self, s) -> None:
-        self._turn[id(s)] = next(self._seq)
-        self._update(s)
+        if self._scanning:
+            self._turn[id(s)] = next(self._seq)  # the scan's turns: behind the others with the same key
+        else:
+            self._update(s)
 
-    drop = up = down = weight = _changed
+    take = drop = up = down = weight = _changed
 
     def scan(self, avoid=None):
         turn = self._turn
@@ -228,6 +272,36 @@ class RandomDraws(WeightedDraws):
     def __init__(self, servers, options=None) -> None:
         super().__init__(servers, options)
         self._draws = max(1, int(self.options.get("draws", 2)))
+        self._ring = None
+        if str(self.options.get("hash-type", "")).split()[:1] == ["consistent"]:
+            from virtserve.schedulers.mapping import ConsistentRing  # mapping imports this module
+
+            self._ring = ConsistentRing(self.servers)
+
+    def _changed(self, s) -> None:
+        super()._changed(s)
+        if self._ring is not None:
+            self._ring.rebuild(s)
+
+    up = down = weight = _changed
+
+    def pick(self, ctx: PickContext, avoid=None):
+        ring = self._ring
+        if ring is None:
+            return super().pick(ctx, avoid)
+        # get_server_rnd: each draw a 32-bit random number looked up on the consistent ring
+        # (the nearest point, onward past unavailable servers and `avoid`); a later draw loses
+        # to the best so far only when it is busier per weight.
+        rand = self._rand
+        best = None
+        for _ in range(self._draws):
+            s = ring.lookup(rand(1 << 32), avoid)
+            if s is None:
+                break
+            if best is not None and best is not s and s.active * best.weight > best.active * s.weight:
+                continue
+            best = s
+        return best
 
     def draw(self) -> int:
         """A draw in proportion to weight: r uniform in [1, total]."""

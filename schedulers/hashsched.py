@@ -3,12 +3,16 @@ keys.py, hash from hashfn.py, server from mapping.py.
 
 Options (HAProxy's words): `hash-type` = "map-based" (default) | "consistent", optionally with
 the function and modifier as in haproxy.cfg ("consistent djb2 avalanche"); or separately
-`hash-function` = sdbm (default) | djb2 | wt6 | crc32 and `avalanche` = true.
+`hash-function` = sdbm (default) | djb2 | wt6 | crc32 and `avalanche` = true. As in HAProxy, a
+bare "consistent" (no function named) is sdbm with avalanche.
 - source: the client address as HAProxy hashes it (XOR of its 32-bit words; the function is
   not applied, only avalanche).
 - uri: `len`, `depth`, `whole`, `path-only`.
-- url_param: `param` (the name). `check-post` is refused: the pick is made on the request
-  head, before any body byte is read.
+- url_param: `param` (the name); `check-post` = true (or a number of bytes) also looks in a
+  POST body (application/x-www-form-urlencoded, or no Content-Type) when the query string lacks
+  the parameter: the L7 path holds the pick until the first min(Content-Length, look-ahead)
+  body bytes are in (the first chunk when chunked), HAProxy's "first buffer" (tune.bufsize
+  16384 by default), then streams the whole body on unchanged (engine/l7/bodywait.py).
 - hdr: `header` (the name, e.g. "host"); `use-domain-only`.
 - rdp-cookie: `cookie` (default "mstshash"), L4 only: the relay holds the first client bytes.
 When the key is absent the pick is round robin (HAProxy's fallback), over the same servers.
@@ -38,7 +42,9 @@ def hash_settings(options) -> tuple[str, str, bool]:
     modifier = words[2] if len(words) > 2 else ""
     if modifier and modifier not in MODIFIERS:
         raise ValueError(f"hash modifier must be 'avalanche', got {modifier!r}")
-    return kind, function, modifier == "avalanche" or bool(options.get("avalanche"))
+    # HAProxy's cfgparse: "consistent" with no function named means sdbm *with* avalanche.
+    implied = kind == "consistent" and len(words) < 2 and "hash-function" not in options
+    return kind, function, implied or modifier == "avalanche" or bool(options.get("avalanche"))
 
 
 class HashScheduler(Scheduler):
@@ -126,14 +132,60 @@ class UrlParam(HashScheduler):
         if not param:
             raise ValueError("url_param needs the parameter's name: scheduler-options = { param = \"NAME\" }")
         self._param = str(param).encode()
-        if self.options.get("check-post"):
-            raise ValueError("check-post is not supported: the pick is made when the request head is complete")
+        self.post_lookahead = post_lookahead(self.options.get("check-post"))
 
     def key(self, ctx: PickContext) -> bytes | None:
         req = ctx.request
         if req is None:
             return None
-        return keys.url_param(keys.request_target(req.head), self._param)
+        value = keys.url_param(keys.request_target(req.head), self._param)
+        if value is None and ctx.payload and self.post_lookahead:
+            window = ctx.payload  # the body's first bytes (bodywait.py), whole when shorter
+            whole = len(window) < self.post_lookahead or _content_length(req.head) == len(window)
+            value = keys.post_param(window, self._param, whole)
+        return value
+
+    def body_wanted(self, head: bytes, chunked: bool) -> int:
+        """How many body bytes the pick waits for: 0 unless check-post is on, the request is a
+        POST whose query string lacks the parameter and whose body may be a form."""
+        limit = self.post_lookahead
+        if not limit or not head.startswith(b"POST ") or self.key_in_query(head):
+            return 0
+        ctype = keys.header(head, b"content-type")
+        if ctype is not None and not ctype.lower().startswith(b"application/x-www-form-urlencoded"):
+            return 0
+        if chunked:
+            return 1  # the first chunk, as HAProxy
+        return min(limit, _content_length(head))
+
+    def key_in_query(self, head: bytes) -> bool:
+        return keys.url_param(keys.request_target(head), self._param) is not None
+
+
+POST_LOOKAHEAD = 16384  # HAProxy's tune.bufsize: check_post reads the first buffer
+
+
+def post_lookahead(value) -> int:
+    """check-post: false/absent -> 0, true -> POST_LOOKAHEAD, a number of bytes -> that."""
+    if value is None or value is False:
+        return 0
+    if value is True:
+        return POST_LOOKAHEAD
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"check-post must be true or a number of bytes, got {value!r}") from None
+    if n < 0 or isinstance(value, float):
+        raise ValueError(f"check-post must be true or a number of bytes, got {value!r}")
+    return n
+
+
+def _content_length(head: bytes) -> int:
+    value = keys.header(head, b"content-length")
+    try:
+        return int(value) if value is not None else 0
+    except ValueError:
+        return 0
 
 
 @register

@@ -32,6 +32,9 @@ class HeapScheduler(Scheduler):
     over the list) and may narrow eligible(s)."""
 
     scan_below: ClassVar[int] = SCAN_BELOW
+    # True: take() does nothing and the heap re-keys a grown key at its top. A class whose key
+    # costs more than a push (leastconn's) updates on take instead.
+    lazy_take: ClassVar[bool] = True
 
     def __init__(self, servers, options=None) -> None:
         super().__init__(servers, options)
@@ -41,7 +44,7 @@ class HeapScheduler(Scheduler):
             self._least = self.scan
             self._update = _nothing
         else:
-            self._heap = KeyedHeap(self.servers, self.key, self.eligible)
+            self._heap = KeyedHeap(self.servers, self.key, self.eligible, self.lazy_take)
             self._least = self._heap.first
             self._update = self._heap.update
         # The plain cases bound on the instance: a pick and a hook are one call, not two.

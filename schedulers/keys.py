@@ -60,6 +60,32 @@ def form_param(query: bytes, name: bytes) -> bytes | None:
     return None
 
 
+def post_param(body: bytes, name: bytes, whole: bool) -> bytes | None:
+    """get_server_ph_post: the value of `name` in an application/x-www-form-urlencoded body
+    (pairs split on '&' only, as HAProxy does). `body` is the look-ahead window; when it is not
+    the whole body (`whole` false), a value that runs to the window's end may be cut and counts
+    as absent rather than hashing a part of it."""
+    prefix = name + b"="
+    start = 0
+    n = len(body)
+    while start < n:
+        end = body.find(b"&", start)
+        if end < 0:
+            end = n
+            if not whole:
+                return None
+        if body.startswith(prefix, start):
+            return body[start + len(prefix):end] or None
+        start = end + 1
+    return None
+
+
+def dechunk_first(piece: bytes) -> bytes:
+    """The data of the first chunk the proxy re-framed (b"5\r\nhello\r\n" -> b"hello")."""
+    at = piece.find(b"\r\n")
+    return piece[at + 2:-2] if at >= 0 else b""
+
+
 def header(head: bytes, name: bytes) -> bytes | None:
     """The first value of header `name` (first comma-separated element, trimmed), as HAProxy's
     http_find_header(..., full=0) gives get_server_hh."""

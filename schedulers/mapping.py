@@ -1,7 +1,7 @@
 """Key -> server, separate from how the key was found (keys.py): HAProxy's `hash-type`.
 
-- WeightedMap (map-based, the default): a table where each usable server appears `weight`
-  times, smoothly interleaved; server = table[hash % total weight]. O(1) lookup; rebuilt on
+- WeightedMap (map-based, the default): lb_map.c's table, each usable server `weight / gcd`
+  times in HAProxy's slot order (haproxy.weighted_map); server = table[hash % total]. O(1) lookup; rebuilt on
   up/down/weight (as HAProxy's recalc_server_map), and a change moves most keys.
 - ConsistentRing (consistent): `weight * 16` points per server at full_hash(id * 4096 + node)
   (lb_chash.c); a key goes to the nearer of the points around its hash (ties to the one
@@ -14,7 +14,7 @@ from __future__ import annotations
 from sortedcontainers import SortedList
 
 from virtserve.schedulers._structures import walk
-from virtserve.schedulers.haproxy import smooth_map
+from virtserve.schedulers.haproxy import weighted_map
 from virtserve.schedulers.hashfn import full_hash
 
 NODES_PER_WEIGHT = 16  # BE_WEIGHT_SCALE
@@ -24,11 +24,12 @@ ID_RANGE = 4096  # SRV_EWGHT_RANGE
 class WeightedMap:
     def __init__(self, servers) -> None:
         self.servers = servers
+        self.config_weights = [s.weight for s in servers]
         self.rebuild()
 
     def rebuild(self, s=None) -> None:
         members = [x for x in self.servers if x.up and x.weight > 0]
-        self.table = smooth_map(members, [x.weight for x in members])
+        self.table = weighted_map(members, [x.weight for x in members], self.config_weights)
 
     def lookup(self, h: int, avoid=None):
         table = self.table

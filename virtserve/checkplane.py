@@ -37,7 +37,12 @@ class CheckPlane:
         state.start()
         self.backends = {spec.name: Backend(spec) for spec in self.config.backends}
         self.ipvs = Director(self.config, self.backends, state.loop)
-        in_kernel = set(self.ipvs.start())
+        in_kernel = self.ipvs.decide(self.config)
+        try:
+            self.ipvs.apply(self.config, self.backends)
+        except Exception:
+            self.ipvs.close()
+            raise
         self._check()
         return in_kernel
 
@@ -45,14 +50,18 @@ class CheckPlane:
         """The new config's backends, keeping the state of the servers that stay (as a worker's
         engine does, so both sides carry over the same verdicts)."""
         assert self.state is not None
-        if any(f.forward != "userspace" for f in (*config.frontends, *self.config.frontends)):
-            raise RuntimeError("reloading services served by the kernel (forward = ipvs|auto) is not "
-                               "supported yet: restart virtserve to apply the new config")
+        # The workers were told at start which frontends the kernel serves (they bind none of
+        # them): a reload may change those services, not move one between kernel and relay.
+        if self.ipvs is not None and self.ipvs.decide(config) != self.ipvs.decide(self.config):
+            raise RuntimeError("with workers, a reload cannot move a service between the kernel (IPVS) "
+                               "and the userspace relay: restart virtserve to apply the new config")
         backends: dict[str, Backend] = {}
         for spec in config.backends:
             old = self.backends.get(spec.name)
             backends[spec.name] = old if old is not None and old.spec == spec else Backend(spec, carry_over=old)
         changed = backends != self.backends
+        if self.ipvs is not None:
+            self.ipvs.apply(config, backends)  # the kernel's table: all or nothing
         self.config, self.backends = config, backends
         if changed:
             self._check()

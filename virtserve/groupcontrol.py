@@ -61,7 +61,7 @@ class GroupControl:
         for index, sock in links.items():
             channel = self.channels[index] = await Channel.open(
                 sock, lambda msg, i=index: self._on_message(i, msg))
-            channel.send({"t": "hello", "in_kernel": sorted(in_kernel)})
+            channel.send({"t": "hello", "in_kernel": sorted(in_kernel), "workers": len(links)})
         if stats is not None and stats.socket:
             self.socket = GroupSocket(self, stats.socket)
             await self.socket.start()
@@ -105,6 +105,8 @@ class GroupControl:
     # --- reload ------------------------------------------------------------------------------
 
     async def reload(self) -> None:
+        if self.plane.state is None:  # still starting: the workers read the file as it is now
+            return
         async with self._reloading:
             log.info("reloading %s for %d workers", self.path, len(self.channels))
             try:

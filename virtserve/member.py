@@ -52,12 +52,18 @@ class KernelElsewhere:
         pass
 
 
+def _told_by_the_parent(record: logging.LogRecord) -> bool:
+    """A worker's filter: verdicts and operator changes are logged once, by the parent that
+    decides them, not once more per worker applying them."""
+    return not (record.funcName in ("set_status", "set_admin") and record.pathname.endswith("backend.py"))
+
+
 class Member:
     """The worker's end of its link: verdicts in, runtime commands in, answers out."""
 
-    def __init__(self, engine: Engine, level: str) -> None:
+    def __init__(self, engine: Engine, level: str, index: int = 0, workers: int = 1) -> None:
         self.engine = engine
-        self.runtime = Runtime(engine, level)
+        self.runtime = MemberRuntime(engine, level, index, workers)
         self.channel: Channel | None = None
 
     def on_message(self, msg: Message) -> None:
@@ -74,6 +80,18 @@ class Member:
     def send(self, msg: Message) -> None:
         if self.channel is not None:
             self.channel.send(msg)
+
+
+class MemberRuntime(Runtime):
+    """`show info` says which worker of how many answers (HAProxy's Nbproc and Process_num)."""
+
+    def __init__(self, engine: Engine, level: str, index: int, workers: int) -> None:
+        super().__init__(engine, level)
+        self.index, self.workers = index, workers
+
+    def show_info(self, args: list[str]) -> str:
+        return super().show_info(args).replace(
+            "\nNbproc: 1\nProcess_num: 1\n", f"\nNbproc: {self.workers}\nProcess_num: {self.index + 1}\n")
 
 
 class RelayRuntime(Runtime):
@@ -96,12 +114,13 @@ def serve_member(path: str, index: int, link: socket.socket) -> int:
         return 0  # the parent is stopping before we started
     import uvloop
 
-    return uvloop.run(_serve(path, index, link, set(hello["in_kernel"])))
+    return uvloop.run(_serve(path, index, link, set(hello["in_kernel"]), hello["workers"]))
 
 
-async def _serve(path: str, index: int, link: socket.socket, in_kernel: set[str]) -> int:
+async def _serve(path: str, index: int, link: socket.socket, in_kernel: set[str], workers: int) -> int:
     from virtserve.api import Balancer
 
+    logging.getLogger("virtserve.engine").addFilter(_told_by_the_parent)
     config = load(path)
     lb = Balancer(for_member(config, index), reuse_port=True)
     engine = lb.engine
@@ -110,7 +129,7 @@ async def _serve(path: str, index: int, link: socket.socket, in_kernel: set[str]
     await lb.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    member = Member(engine, config.stats.socket_level if config.stats is not None else "admin")
+    member = Member(engine, config.stats.socket_level if config.stats is not None else "admin", index, workers)
     # The parent gone (killed): nobody checks the servers any more, so stop serving too.
     member.channel = await Channel.open(link, member.on_message, on_lost=stop.set)
     stats = engine.admin.stats if engine.admin is not None else None

@@ -200,6 +200,7 @@ def _read(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, A
 
     bk = make("haproxy_backend", ["proxy"])
     sv = make("haproxy_server", ["proxy", "server"])
+    machines = view.check_machines(e)
     for b in e.backends.values():
         lab = [b.name]
         status = view.backend_status(b)
@@ -210,6 +211,8 @@ def _read(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, A
         bk.add("gauge", "current_sessions", "Number of current sessions.", lab, current)
         bk.add("gauge", "max_sessions", "Maximum observed number of active sessions.", lab, c.max_cur)
         bk.add("counter", "sessions_total", "Total number of sessions.", lab, b.total)
+        bk.add("counter", "loadbalanced_total", "Total number of times a service was selected, either for new "
+               "sessions, or when redispatching.", lab, b.total)
         bk.add("gauge", "current_queue", "Number of current queued connections.", lab, 0)
         bk.add("counter", "bytes_in_total", "Current total of incoming bytes.", lab, c.bytes_in)
         bk.add("counter", "bytes_out_total", "Current total of outgoing bytes.", lab, c.bytes_out)
@@ -236,11 +239,23 @@ def _read(e: Engine, make: Callable[[str, list[str]], Any]) -> tuple[Any, Any, A
             sv.add("counter", "bytes_in_total", "Current total of incoming bytes.", slab, c.bytes_in)
             sv.add("counter", "bytes_out_total", "Current total of outgoing bytes.", slab, c.bytes_out)
             sv.add("gauge", "weight", "Service weight.", slab, s.weight)
-            sv.add("gauge", "last_change_seconds", "How long ago the status changed, in seconds.",
+            sv.add("gauge", "uweight", "Server's user weight, or sum of active servers' user weights for a "
+                   "backend.", slab, s.uweight)
+            sv.add("gauge", "active", "Is the server active or not.", slab, 0 if s.backup else 1)
+            sv.add("gauge", "backup", "Is the server backup or not.", slab, 1 if s.backup else 0)
+            sv.add("counter", "loadbalanced_total", "Total number of times a service was selected, either for "
+                   "new sessions, or when redispatching.", slab, s.total)
+            sv.add("gauge", "check_last_change_seconds", "How long ago the status changed, in seconds.",
                    slab, view.server_last_change(s))
-            _, _, duration = view.server_check(s)
+            _, code, duration = view.server_check(s)
             if duration is not None:
                 sv.add("gauge", "check_duration_seconds", "Last health check duration.", slab, duration)
+            if code:
+                sv.add("gauge", "check_code", "layer5-7 code, if available of the last health check.", slab, int(code))
+            machine = machines.get(id(s))
+            if machine is not None:
+                sv.add("counter", "check_failures_total", "Total number of failed individual health checks.",
+                       slab, machine.failures)
             _errors(sv, slab, c)
             _times(sv, slab, c)
             if b.spec.mode == "http":

@@ -11,7 +11,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from virtserve.engine.admin import view
-from virtserve.engine.config.model import ServerSpec
+from virtserve.engine.config.model import CheckSpec, ServerSpec
 from virtserve.engine.config.units import split_host_port
 from virtserve.engine.config.validate import WEIGHT_MAX
 
@@ -87,23 +87,44 @@ class Runtime:
         return "".join(f"{k}: {v}\n" for k, v in info) + "\n"
 
     def show_stat(self, args: list[str]) -> str:
-        return view.csv_text(self.engine) + "\n"
+        """show stat [{<iid>|<proxy>} <type> <sid>]: type is a mask (1 frontends, 2 backends,
+        4 servers, -1 all), sid a server's id (-1 all), as HAProxy filters."""
+        if not args:
+            return view.csv_text(self.engine) + "\n"
+        if len(args) != 3:
+            raise CommandError("Require '{<iid>|<proxy>} <type> <sid>' or nothing.")
+        proxy, mask, sid = args[0], _signed_int(args[1], "type"), _signed_int(args[2], "sid")
+        bits = {view.TYPE_FRONTEND: 1, view.TYPE_BACKEND: 2, view.TYPE_SERVER: 4}
+
+        def keep(row: dict[str, object]) -> bool:
+            if proxy != "-1" and proxy not in (row["pxname"], str(row["iid"])):
+                return False
+            if mask != -1 and not mask & bits[row["type"]]:  # type: ignore[index]
+                return False
+            return sid == -1 or row["type"] != view.TYPE_SERVER or row["sid"] == sid
+
+        return view.csv_text(self.engine, keep) + "\n"
 
     def show_servers_state(self, args: list[str]) -> str:
         lines = ["1", "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state "
                       "srv_uweight srv_iweight srv_time_since_last_change srv_check_status "
                       "srv_check_result srv_check_health srv_check_state srv_agent_state "
                       "bk_f_forced_id srv_f_forced_id srv_fqdn srv_port"]
+        machines = view.check_machines(self.engine)
         for be_id, b in enumerate(self.engine.backends.values(), start=1):
             if args and b.name != args[0]:
                 continue
             for s in b.servers:
+                # check result as HAProxy's CHK_RES_*: 0 unknown, 2 failed, 3 passed
+                result = 0 if s.last_check is None else (3 if s.last_check.ok else 2)
+                machine = machines.get(id(s))
+                health = machine.health if machine is not None else 0
                 # HAProxy: op_state 0 stopped, 2 running; admin_state bit 0x01 maint, 0x08 drain
                 op = 2 if s.up else 0
                 admin = {"": 0, "maint": 1, "drain": 8}[getattr(s, "admin", "")]
                 lines.append(f"{be_id} {b.name} {s.index + 1} {s.name} {s.address} {op} {admin} "
                              f"{getattr(s, 'uweight', s.weight)} {s.spec.weight} "
-                             f"{int(view.server_last_change(s))} 1 0 0 0 0 0 0 - {s.port}")
+                             f"{int(view.server_last_change(s))} 1 {result} {health} 0 0 0 0 - {s.port}")
         return "\n".join(lines) + "\n\n"
 
     def show_sess(self, args: list[str]) -> str:
@@ -195,8 +216,9 @@ class Runtime:
         return "\n"
 
     def add_server(self, args: list[str]) -> str:
-        """add server B/S ADDR:PORT [weight N] [maxconn N] [backup] [enabled]: as HAProxy's
-        dynamic servers, created in maintenance unless `enabled` (then `enable server`)."""
+        """add server B/S ADDR:PORT [weight N] [maxconn N] [backup] [check] [enabled]: as
+        HAProxy's dynamic servers, created in maintenance unless `enabled` (then `enable
+        server`); checked only with `check` (the backend's check, else a connect check)."""
         if len(args) < 2:
             raise CommandError("'add server' expects <backend>/<server> <addr>:<port> [options].")
         b_name, sep, s_name = args[0].partition("/")
@@ -213,7 +235,7 @@ class Runtime:
             raise CommandError(f"Invalid address: {exc}.") from None
         if not host or port is None or not 0 < port < 65536:
             raise CommandError(f"Invalid address '{args[1]}': expects <addr>:<port>.")
-        kw: dict[str, int | bool] = {}
+        kw: dict[str, object] = {"checked": False}
         enabled = False
         rest = args[2:]
         while rest:
@@ -222,17 +244,35 @@ class Runtime:
                 kw[word] = _int(rest.pop(0), word)
             elif word == "backup":
                 kw["backup"] = True
+            elif word == "check":
+                kw["checked"] = True
+                if b.spec.check is None:  # HAProxy: `check` alone is a connect check
+                    kw["check"] = CheckSpec()
             elif word == "enabled":
                 enabled = True
             elif word == "disabled":
                 enabled = False
             else:
-                raise CommandError(f"'{word}' : unknown keyword (supported: weight, maxconn, backup, enabled).")
+                raise CommandError(f"'{word}' : unknown keyword (supported: weight, maxconn, backup, check, "
+                                   "enabled).")
         if not 0 <= int(kw.get("weight", 1)) <= WEIGHT_MAX:
             raise CommandError(f"Weight must be between 0 and {WEIGHT_MAX}.")
         spec = ServerSpec(s_name, host, port, **kw)  # type: ignore[arg-type]
-        b.add_server(spec, admin="" if enabled else "maint")
+        server = b.add_server(spec, admin="" if enabled else "maint")
+        if spec.checked:
+            self._checks(create=True).watch(b, server)
         return "New server registered.\n\n"
+
+    def _checks(self, create: bool = False):  # type: ignore[no-untyped-def]
+        """The engine's check runner (made for the first server checked at run time)."""
+        health = self.engine.health
+        if health is None:
+            return None
+        if health.runner is None and create:
+            from virtserve.checks.runner import CheckRunner
+
+            health.runner = CheckRunner(health.state, health.backends)
+        return health.runner
 
     def del_server(self, args: list[str]) -> str:
         """As HAProxy: only a server in maintenance (or drain) with nothing in flight."""
@@ -241,6 +281,9 @@ class Runtime:
             raise CommandError("Only servers in maintenance mode can be deleted.")
         if s.active:
             raise CommandError("Server still has connections attached to it, cannot remove it.")
+        checks = self._checks()
+        if checks is not None:
+            checks.unwatch(s)
         b.remove_server(s)
         pool = self.engine.pool
         if pool is not None:  # its parked keep-alive connections go with it
@@ -273,6 +316,13 @@ def _admit(fe) -> None:  # type: ignore[no-untyped-def]
     waiting = fe.waiting
     while waiting and fe.current < fe.maxconn:
         waiting.popleft().admit(fe._protocol(fe))
+
+
+def _signed_int(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise CommandError(f"Invalid {what} '{text}': expects a whole number.") from None
 
 
 def _int(text: str, what: str) -> int:

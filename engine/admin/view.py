@@ -4,7 +4,7 @@ health checks add statuses only this module learns them."""
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 from virtserve.engine.admin.counters import Counters, summed
 from virtserve.engine.admin.live import folded
@@ -63,6 +63,29 @@ def server_check(s: Server) -> tuple[str, str, float | None]:
         return "", "", None
     status = _CHECK_CODES.get(result.reason, "L7OK" if result.ok else "L7RSP")
     return status, "" if result.code is None else str(result.code), result.duration
+
+
+def check_machines(engine: Engine) -> dict[int, Any]:
+    """The rise/fall machine of each checked server, by id(server) (checks/base.HealthMachine:
+    rise, fall, health, failures), read when the stats are."""
+    health = engine.health
+    runner = health.runner if health is not None else None
+    if runner is None:
+        return {}
+    return {id(check.server): check.health for check in runner.checks}
+
+
+def _check_columns(s: Server, machine: Any) -> dict[str, Any]:
+    """HAProxy's check columns that need the machine or the result's words."""
+    result = s.last_check
+    out: dict[str, Any] = {}
+    if result is not None:
+        out["check_desc"] = result.reason
+        out["last_chk"] = result.info or result.reason
+    if machine is not None:
+        out.update(chkfail=machine.failures, check_rise=machine.rise, check_fall=machine.fall,
+                   check_health=machine.health)
+    return out
 
 
 def backend_current(b: Backend) -> int:
@@ -142,7 +165,7 @@ def backend_row(b: Backend, iid: int, current: int) -> dict[str, Any]:
     }
 
 
-def server_row(b: Backend, s: Server, iid: int) -> dict[str, Any]:
+def server_row(b: Backend, s: Server, iid: int, machine: Any = None) -> dict[str, Any]:
     c = s.counters
     status = server_status(s)
     check, code, duration = server_check(s)
@@ -158,7 +181,7 @@ def server_row(b: Backend, s: Server, iid: int) -> dict[str, Any]:
         "check_duration": "" if duration is None else _ms(duration),
         "cli_abrt": c.cli_aborts, "srv_abrt": c.srv_aborts, "qtime": 0, "ctime": _ms(c.ctime),
         "rtime": _ms(c.rtime), "ttime": _ms(c.ttime), "addr": f"{host}:{s.port}",
-        "mode": b.spec.mode, **_common(c),
+        "mode": b.spec.mode, **_common(c), **_check_columns(s, machine),
     }
 
 
@@ -175,17 +198,20 @@ def _rows(engine: Engine) -> Iterator[dict[str, Any]]:
     for fe in engine.frontends.values():
         iid += 1
         yield frontend_row(fe, iid)
+    machines = check_machines(engine)
     for b in engine.backends.values():
         iid += 1
         for s in b.servers:
-            yield server_row(b, s, iid)
+            yield server_row(b, s, iid, machines.get(id(s)))
         yield backend_row(b, iid, backend_current(b))
 
 
-def csv_text(engine: Engine) -> str:
+def csv_text(engine: Engine, keep: Callable[[dict[str, Any]], bool] | None = None) -> str:
+    """HAProxy's CSV; `keep` picks rows (show stat's filters)."""
     lines = ["# " + ",".join(CSV_FIELDS)]
     for row in rows(engine):
-        lines.append(",".join(_csv_cell(row.get(f, "")) for f in CSV_FIELDS))
+        if keep is None or keep(row):
+            lines.append(",".join(_csv_cell(row.get(f, "")) for f in CSV_FIELDS))
     return "\n".join(lines) + "\n"
 
 

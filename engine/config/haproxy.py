@@ -90,7 +90,7 @@ class _Proxy:
             name=self.name, binds=tuple(self.binds), default_backend=backend, mode=s.get("mode", "tcp"),
             timeouts=self._timeouts(), maxconn=s.get("maxconn", 0), forwardfor=s.get("forwardfor", False),
             where=self.where, rules=s.get("rules", ()), routes=s.get("routes", ()),
-            stats=s.get("stats") if self.kind == "frontend" else None, httpclose=s.get("httpclose", False))
+            stats=self._stats() if self.kind == "frontend" else None, httpclose=s.get("httpclose", False))
 
     def backend(self) -> BackendSpec:
         s = self.settings
@@ -105,8 +105,15 @@ class _Proxy:
             slowstart=s.get("slowstart", 0.0), allbackups=s.get("allbackups", False),
             cookie=s.get("cookie"), stick=s.get("stick"), redispatch=s.get("redispatch", False),
             # A listen's rules run as its frontend's; its stats answer whatever reaches it.
-            rules=s.get("rules", ()) if self.kind == "backend" else (), stats=s.get("stats"),
+            rules=s.get("rules", ()) if self.kind == "backend" else (), stats=self._stats(),
             httpclose=s.get("httpclose", False))
+
+    def _stats(self) -> StatsSpec | None:
+        """Its stats settings; those of `defaults` only where they can be served (mode http), as
+        HAProxy ignores them on a tcp proxy."""
+        if "stats" not in self.lines and self.settings.get("mode", "tcp") != "http":
+            return None
+        return self.settings.get("stats")
 
     def _timeouts(self) -> Timeouts:
         return dataclasses.replace(Timeouts(), **self.settings["timeouts"])
@@ -226,7 +233,7 @@ class _Parser:
                     stats = dataclasses.replace(proxy.settings["stats"], bind=proxy.binds[0])
                     continue
                 if "stats" in proxy.settings and proxy.settings["stats"].admin:
-                    self.note(proxy.lines["stats"], "stats admin: the page served in-band shows no admin form; "
+                    self.note(proxy.lines.get("stats", proxy.where), "stats admin: the page served in-band shows no admin form; "
                                                     "use a `listen stats` section or the stats socket to change servers")
                 if proxy.kind in ("frontend", "listen"):
                     if proxy.kind == "frontend" and "default_backend" not in proxy.settings:
@@ -418,7 +425,7 @@ _KEYWORDS: dict[str, tuple[frozenset[str], Handler]] = {
     "stick-table": (frozenset({"backend", "listen"}), features.kw_stick),
     "stick": (frozenset({"backend", "listen"}), features.kw_stick),
     "http-check": (BACK, features.kw_http_check),
-    "stats": (PROXIES, features.kw_stats),
+    "stats": (ANY, features.kw_stats),
     "acl": (PROXIES, features.kw_acl),
     "use_backend": (frozenset({"frontend", "listen"}), features.kw_use_backend),
     "http-request": (PROXIES, features.kw_http_request),

@@ -219,8 +219,9 @@ def bind_options(proxy: _Proxy, host: str, port: int, params: list[str], where: 
 
 
 def kw_stats(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
-    """`stats enable|uri|realm|auth|hide-version|refresh|admin` in a section of its own
-    (`listen stats` + `bind`), which becomes the stats page's listener."""
+    """`stats enable|uri|realm|auth|hide-version|refresh|admin`: in a section of its own
+    (`listen stats` + `bind`) they make the stats listener; in a proxy that serves traffic (or
+    in `defaults`, for every http proxy) the page is served in-band on its binds."""
     from virtserve.engine.config.haproxy import _time
 
     if not args:
@@ -240,6 +241,8 @@ def kw_stats(p: _Parser, proxy: _Proxy, args: list[str], where: str) -> None:
         spec = dataclasses.replace(spec, hide_version=True)
     elif word == "refresh" and rest:
         spec = dataclasses.replace(spec, refresh=_time(rest[0], where, "stats refresh"))
+    elif word in ("show-legends", "show-node", "show-desc", "show-modules", "scope"):
+        p.note(where, f"stats {word} has no effect in virtserve: the page shows every proxy")
     elif word == "admin":
         if rest not in (["if", "TRUE"], ["if", "LOCALHOST"], []):
             p.note(where, f"stats admin {' '.join(rest)}: conditions are not evaluated; admin is on")

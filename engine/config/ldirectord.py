@@ -108,6 +108,7 @@ class _Parser:
         if key == "real":
             v.reals.extend(_reals(value, where))
         elif key in _SHARED:
+            _check_value(key, value, where)
             v.settings[key] = (value, where)
         elif key in _NOTED:
             self._note(where, f"{key} has no effect in virtserve")
@@ -118,6 +119,7 @@ class _Parser:
         if key == "autoreload":
             self.autoreload = _yes(value, where, key)
         elif key in _SHARED:
+            _check_value(key, value, where)
             self.globals[key] = (value, where)
         elif key in _NOTED:
             self._note(where, f"{key} has no effect in virtserve")
@@ -314,6 +316,19 @@ def _reals(value: str, where: str) -> list[tuple[str, int, str, int, str]]:
     if end < start or int(end) - int(start) > 255:
         raise ConfigError(where, f"real=: bad address range {words[0]!r}")
     return [(str(ipaddress.IPv4Address(a)), port, method, weight, where) for a in range(int(start), int(end) + 1)]
+
+
+_NUMBERS = {"checktimeout", "negotiatetimeout", "checkinterval", "failurecount", "checkport", "persistent",
+            "emailalertfreq"}
+
+
+def _check_value(key: str, value: str, where: str) -> None:
+    """Said at the directive's line, as each virtual service reads it later: so a file's every bad
+    value is named, not only the first a service trips on."""
+    if key in _NUMBERS and value:
+        _number(value, where, key)
+    elif key == "quiescent":
+        _yes(value, where, key)
 
 
 def _yes(value: str, where: str, key: str) -> bool:

@@ -131,15 +131,19 @@ class _Table:
         if not isinstance(data, dict):
             raise doc.error(path, f"{label} must be a table, got {_show(data)}")
         self.raw: dict[str, tuple[str, Any]] = {}  # canonical key -> (key as written, value)
+        errors = []
         for key, value in data.items():
             canon = key.replace("_", "-")
             if allowed is not None and canon not in allowed:
-                raise doc.error(path + (key,), f"unknown key {key!r} in {label}{_suggest(canon, allowed)}")
-            if canon in self.raw:
-                raise doc.error(
+                errors.append(doc.error(path + (key,), f"unknown key {key!r} in {label}{_suggest(canon, allowed)}"))
+            elif canon in self.raw:
+                errors.append(doc.error(
                     path + (key,), f"{self.raw[canon][0]!r} and {key!r} in {label} are the same key: keep one"
-                )
-            self.raw[canon] = (key, value)
+                ))
+            else:
+                self.raw[canon] = (key, value)
+        if errors:  # every unknown key of the table, not only the first
+            raise ConfigErrors(errors) if len(errors) > 1 else errors[0]
 
     def __contains__(self, key: str) -> bool:
         return key in self.raw
@@ -171,6 +175,9 @@ class _Builder:
         try:
             return build()
         except _Recorded:
+            return default
+        except ConfigErrors as exc:
+            self.errors.extend(exc.errors)
             return default
         except ConfigError as exc:
             self.errors.append(exc)
@@ -205,7 +212,9 @@ class _Builder:
                 backs = [self.attempt(lambda: self.backend(name, table))] if kind != "frontend" else []
                 sections.append((self.doc.lines.get(table.path) or 0, fronts, backs))
         if self.errors:
-            raise ConfigErrors(sorted(self.errors, key=_line_of))
+            # A listen's keys are read for its frontend and its backend: name each error once.
+            unique = {str(e): e for e in self.errors}
+            raise ConfigErrors(sorted(unique.values(), key=_line_of))
         sections.sort(key=lambda s: s[0])  # document order, whatever the kind
 
         config = Config(
@@ -233,60 +242,74 @@ class _Builder:
                     (written, name), f"{label} is not a section: a {kind} needs a name, like [{kind}.web]"
                 ))
                 continue
-            yield name, self.attempt(lambda: _Table(self.doc, (written, name), body, allowed, label))
+            table = self.attempt(lambda: _Table(self.doc, (written, name), body, allowed, label))
+            if table is None:  # unknown keys, recorded: read the known ones, to name their errors too
+                known = {k: v for k, v in body.items() if k.replace("_", "-") in allowed}
+                table = self.attempt(lambda: _Table(self.doc, (written, name), known, allowed, label))
+            yield name, table
 
     def frontend(self, name: str, table: _Table) -> FrontendSpec:
-        binds = self.binds(table)
-        if "backend" in table:
-            default_backend = table.get("backend", _str)
-        elif table.path[0] == "listen":
-            default_backend = name
-        else:
-            raise self.doc.error(table.path, f'{table.label} has no backend: add backend = "<name>"')
-        spec = FrontendSpec(
-            name=name,
-            binds=binds,
-            default_backend=default_backend,
-            timeouts=self.timeouts(table),
-            where=self.doc.at(table.path),
-            **self.inherit(table, ("mode", "maxconn", "forwardfor")),
-            **({"redirect": self.redirect(table)} if "redirect" in table else {}),
-            **native_rules.frontend_kwargs(self, table),
-            **native_ipvs.frontend_kwargs(self, table),
-            **self.inherit(table, ("httpclose",)),
-            **({"stats": proxy_stats(self, table)} if "stats" in table and table.path[0] == "frontend" else {}),
-        )
+        kwargs: dict[str, Any] = {}
+        errors = len(self.errors)
+        part = self.part(kwargs)
+        part(lambda: {"binds": self.binds(table)})
+        part(lambda: {"default_backend": self.default_backend(name, table)})
+        part(lambda: {"timeouts": self.timeouts(table)})
+        for key in ("mode", "maxconn", "forwardfor", "httpclose"):
+            part(lambda: self.inherit(table, (key,)))
+        if "redirect" in table:
+            part(lambda: {"redirect": self.redirect(table)})
+        part(lambda: native_rules.frontend_kwargs(self, table))
+        part(lambda: native_ipvs.frontend_kwargs(self, table))
+        if "stats" in table and table.path[0] == "frontend":
+            part(lambda: {"stats": proxy_stats(self, table)})
+        if len(self.errors) > errors:
+            raise _Recorded(self.doc.source, "")
+        spec = FrontendSpec(name=name, where=self.doc.at(table.path), **kwargs)
         self.paths[id(spec)] = table.path
         return spec
 
+    def default_backend(self, name: str, table: _Table) -> str:
+        if "backend" in table:
+            return table.get("backend", _str)
+        if table.path[0] == "listen":
+            return name
+        raise self.doc.error(table.path, f'{table.label} has no backend: add backend = "<name>"')
+
     def backend(self, name: str, table: _Table) -> BackendSpec:
-        kwargs = self.inherit(table, ("mode", "scheduler", "retries", "forwardfor"))
+        kwargs: dict[str, Any] = {}
+        errors = len(self.errors)
+        part = self.part(kwargs)
+        for key in ("mode", "scheduler", "retries", "forwardfor", "httpclose"):
+            part(lambda: self.inherit(table, (key,)))
         # Options belong to their algorithm: a section that picks its own scheduler starts clean.
         for source in (table, self.defaults):
             if "scheduler-options" in source:
-                kwargs["scheduler_options"] = source.get("scheduler-options", _options)
+                part(lambda: {"scheduler_options": source.get("scheduler-options", _options)})
                 break
             if "scheduler" in source:
                 break
-        kwargs.update(native_checks.backend_kwargs(self, table))
-        kwargs.update(native_ipvs.backend_kwargs(self, table))
+        part(lambda: native_checks.backend_kwargs(self, table))
+        part(lambda: native_ipvs.backend_kwargs(self, table))
         for key in ("cookie", "persistent", "stick", "redispatch"):
             if key in table:
-                kwargs[key] = table.get(key, _CONVERT[key])
-        kwargs.update(self.inherit(table, ("httpclose",)))
+                part(lambda: {key: table.get(key, _CONVERT[key])})
         if table.path[0] == "backend":  # a listen's rules are its frontend's
-            kwargs.update(native_rules.backend_kwargs(self, table))
+            part(lambda: native_rules.backend_kwargs(self, table))
         if "stats" in table and table.path[0] != "frontend":
-            kwargs["stats"] = proxy_stats(self, table)
-        spec = BackendSpec(
-            name=name,
-            servers=self.servers(table),
-            timeouts=self.timeouts(table),
-            where=self.doc.at(table.path),
-            **kwargs,
-        )
+            part(lambda: {"stats": proxy_stats(self, table)})
+        part(lambda: {"servers": self.servers(table)})
+        part(lambda: {"timeouts": self.timeouts(table)})
+        if len(self.errors) > errors:
+            raise _Recorded(self.doc.source, "")
+        spec = BackendSpec(name=name, where=self.doc.at(table.path), **kwargs)
         self.paths[id(spec)] = table.path
         return spec
+
+    def part(self, kwargs: dict[str, Any]) -> Callable[[Callable[[], dict[str, Any]]], None]:
+        """Reads one key (or group) of a section into kwargs; an error is recorded and the
+        section goes on, so that every bad key of it is named."""
+        return lambda read: self.attempt(lambda: kwargs.update(read()))
 
     def inherit(self, table: _Table, keys: tuple[str, ...]) -> dict[str, Any]:
         kwargs = {}

@@ -42,6 +42,7 @@ IPVS_KEYS = ("protocol", "fwmark", "one-packet")
 TOP_KEYS = ("timeout", "sync")
 TIMEOUT_KEYS = ("tcp", "tcpfin", "udp")
 SYNC_KEYS = ("state", "interface", "syncid")
+MAX_KERNEL_TIMEOUT = 2147483  # seconds: the kernel keeps timeouts in jiffies, in an int (HZ = 1000)
 
 
 def frontend_kwargs(builder: _Builder, table: _Table) -> dict[str, Any]:
@@ -101,7 +102,11 @@ def top_kwargs(builder: _Builder, top: _Table) -> dict[str, Any]:
     if "timeout" in table:
         sub = _Table(builder.doc, table.path_of("timeout"), table.raw["timeout"][1], TIMEOUT_KEYS,
                      "the timeouts of [ipvs]")
-        kwargs.update({key: sub.get(key, _time) for key in sub.raw})
+        for key in sub.raw:
+            value = kwargs[key] = sub.get(key, _time)
+            if value != int(value) or not 1 <= value <= MAX_KERNEL_TIMEOUT:
+                raise builder.doc.error(sub.path_of(key), f"the {key} timeout of [ipvs] must be whole seconds from "
+                                                          f"1s to {MAX_KERNEL_TIMEOUT}s (the kernel counts seconds)")
     if "sync" in table:
         path, value = table.path_of("sync"), table.raw["sync"][1]
         items = [(path, value)] if isinstance(value, dict) else \
@@ -115,10 +120,16 @@ def top_kwargs(builder: _Builder, top: _Table) -> dict[str, Any]:
             for key in ("state", "interface"):
                 if key not in sub:
                     raise builder.doc.error(where, f"a sync daemon of [ipvs] needs {key} = ...")
-            syncs.append(IpvsSyncSpec(state=sub.get("state", _choice(("master", "backup"))),
-                                      interface=sub.get("interface", _str),
-                                      syncid=sub.get("syncid", _int) if "syncid" in sub else 0,
-                                      where=builder.doc.at(where)))
+            spec = IpvsSyncSpec(state=sub.get("state", _choice(("master", "backup"))),
+                                interface=sub.get("interface", _str),
+                                syncid=sub.get("syncid", _int) if "syncid" in sub else 0,
+                                where=builder.doc.at(where))
+            if not 0 < len(spec.interface) < 16:  # IFNAMSIZ
+                raise builder.doc.error(sub.path_of("interface"), f"a sync daemon of [ipvs]: interface "
+                                                                  f"{spec.interface!r} is not an interface name")
+            if not 0 <= spec.syncid <= 255:  # one byte in the sync messages (ipvsadm --syncid)
+                raise builder.doc.error(sub.path_of("syncid"), "a sync daemon of [ipvs]: syncid must be 0 to 255")
+            syncs.append(spec)
         if len({s.state for s in syncs}) != len(syncs):
             raise builder.doc.error(path, "sync in [ipvs]: at most one master and one backup daemon")
         kwargs["sync"] = tuple(syncs)

@@ -54,16 +54,6 @@ class Director:
 
     # --- start / reload / stop ---------------------------------------------------------------
 
-    def start(self) -> set[str]:
-        """Decide and program the config given at construction; the frontends the kernel serves."""
-        served = self.decide(self.config)
-        try:
-            self.apply(self.config, self.backends)
-        except Exception:
-            self.close()
-            raise
-        return served
-
     def decide(self, config: Config) -> set[str]:
         """Which frontends of `config` the kernel would serve; the table is not touched. Raises
         OSError for forward = 'ipvs' where the kernel has no usable IPVS."""

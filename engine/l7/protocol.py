@@ -367,6 +367,8 @@ class HttpProxyProtocol(asyncio.Protocol):
             backend = ex.backend = self.backend
         ctx = self.ctx
         ctx.request = ex
+        if backend.body_lookahead and _bodywait().hold(self, ex, backend):
+            return  # url_param check_post: picked once the body's first bytes are in
         server = backend.pick(ctx, avoid)
         if server is None:
             self.upstream_failed(ex, 503)
@@ -697,6 +699,12 @@ class HttpProxyProtocol(asyncio.Protocol):
 
 # HAProxy's termination state for the proxy's own error answers: who ended it, and when.
 _TERM = {503: "SC", 502: "SH", 504: "sH"}
+
+
+def _bodywait():
+    from virtserve.engine.l7 import bodywait  # only for a backend that looks in bodies
+
+    return bodywait
 
 
 def _drop_connection_tokens(parts: list[bytes], connection: bytes) -> list[bytes]:

@@ -69,6 +69,11 @@ class Connecting:
         if awaited is None:  # a bare yield (asyncio.sleep(0)): resume on the next iteration
             self.loop.call_soon(self._step, None)
             return
+        if getattr(awaited, "_asyncio_future_blocking", None) is not True:
+            # Not a future awaited the asyncio way: fail the attempt as a Task would.
+            self.coro.close()
+            self.done(RuntimeError(f"connect coroutine yielded {awaited!r}, not a future"))
+            return
         awaited._asyncio_future_blocking = False  # what a Task does with an awaited future
         self.waiting = awaited
         awaited.add_done_callback(self._step)

@@ -36,6 +36,16 @@ async def test_show_commands(backends, balancer, tmp_path):
     assert state[0] == "1" and state[1].startswith("# be_id be_name srv_id srv_name srv_addr srv_op_state")
     assert state[2].split()[:8] == ["1", "vs", "1", "s1", "127.0.0.1", "2", "0", "1"]
     assert (await ctl(sock, "bogus")).startswith("Unknown command")
+    # HAProxy's filters: {<iid>|<proxy>} <type mask: 1 frontends, 2 backends, 4 servers> <sid>
+    def names(csv_text):
+        return [line.split(",")[1] for line in csv_text.strip().splitlines()[1:]]
+
+    assert names(await ctl(sock, "show stat vs 4 -1")) == ["s1", "s2"]
+    assert names(await ctl(sock, "show stat -1 3 -1")) == ["FRONTEND", "BACKEND"]
+    assert names(await ctl(sock, "show stat vs 4 2")) == ["s2"]
+    assert names(await ctl(sock, "show stat 2 -1 -1")) == ["s1", "s2", "BACKEND"]  # the backend's iid
+    assert names(await ctl(sock, "show stat nope -1 -1")) == []
+    assert (await ctl(sock, "show stat vs x -1")).startswith("Invalid type 'x'")
     # two commands on one line, as HAProxy takes them
     both = await ctl(sock, "show info; show servers state")
     assert "Name: virtserve" in both and "# be_id" in both
@@ -153,3 +163,31 @@ async def test_virtserve_ctl_cli(backends, balancer, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "virtserve", "ctl", str(tmp_path / "none.sock"), "show", "info"],
                              capture_output=True, text=True, timeout=20)
     assert missing.returncode == 1 and "none.sock" in missing.stderr
+
+
+async def test_add_server_with_check_is_checked_and_del_stops_it(backends, balancer, tmp_path):
+    from l4helpers import closed_port, wait_for
+
+    web1, web2 = await backends("web1", "web2")
+    sock = tmp_path / "admin.sock"
+    lb = await balancer(admin_topology([web1.port], stats={"socket": str(sock)}))
+    assert lb.engine.health.runner is None  # nothing was checked before
+    dead = closed_port()
+    assert await ctl(sock, f"add server vs/gone 127.0.0.1:{dead} check enabled") == "New server registered.\n\n"
+    assert await ctl(sock, f"add server vs/live 127.0.0.1:{web2.port} check enabled") == "New server registered.\n\n"
+    assert await ctl(sock, f"add server vs/plain 127.0.0.1:{dead} enabled") == "New server registered.\n\n"
+    state = {s["name"]: s for s in lb.servers()}
+    await wait_for(lambda: {s["name"]: s["status"] for s in lb.servers()}["gone"] == "DOWN")
+    status = {s["name"]: s for s in lb.servers()}
+    assert status["live"]["status"] == "UP" and status["live"]["check"]["ok"]
+    assert status["plain"]["check"] is None and state["plain"]["status"] == "UP"  # no `check`: never probed
+    assert "web2" in await _traffic(lb, 4)
+    import csv
+    import io
+    stat = await ctl(sock, "show stat vs 4 -1")
+    rows = {r["svname"]: r for r in csv.DictReader(io.StringIO(stat[2:]))}
+    assert (rows["gone"]["status"], rows["gone"]["check_status"]) == ("DOWN", "L4CON")
+    assert (rows["live"]["status"], rows["live"]["check_status"]) == ("UP", "L4OK")
+    await ctl(sock, "set server vs/gone state maint")
+    assert await ctl(sock, "del server vs/gone") == "Server deleted.\n\n"
+    assert [c.server.name for c in lb.engine.health.runner.checks] == ["live"]

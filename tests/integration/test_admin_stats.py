@@ -170,7 +170,7 @@ async def test_two_engines_keep_their_own_registries(backends, balancer):
 
 def _stable(text):
     """The metrics text less the one value that moves with the clock between two renders."""
-    return [line.rsplit(" ", 1)[0] if line.startswith("haproxy_server_last_change_seconds") else line
+    return [line.rsplit(" ", 1)[0] if line.startswith("haproxy_server_check_last_change_seconds") else line
             for line in text.splitlines()]
 
 
@@ -260,3 +260,40 @@ async def test_two_frontends_sharing_a_backend_count_their_own(backends, balance
     s1, s2 = rows[("vs", "s1")], rows[("vs", "s2")]
     assert int(be["bout"]) == int(s1["bout"]) + int(s2["bout"]) > 0
     assert view.backend_counters(lb.engine.backends["vs"]).rt_count == 6
+
+
+async def test_check_columns_and_metrics_follow_the_health_checks(health_backends, balancer):
+    from checkhelpers import listen, status_of
+    from checkhelpers import wait_for as wait_until
+
+    web1, web2 = await health_backends("web1", "web2")
+    config = listen([web1.port, web2.port], {"type": "http", "request": "/health", "interval": 0.1,
+                                              "timeout": 0.5, "rise": 2, "fall": 3},
+                    servers=[{}, {"backup": True}])
+    config["stats"] = {"bind": "127.0.0.1:0"}
+    lb = await balancer(config)
+    await wait_until(lambda: web1.checks >= 2, 5)
+    web1.status = 500
+    await wait_until(lambda: status_of(lb, "s1")["status"] == "DOWN", 5)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(stats_url(lb, "/;csv")) as r:
+            rows = {r["svname"]: r for r in _csv(await r.text())}
+        async with s.get(stats_url(lb, "/metrics")) as r:
+            m = _metrics(await r.text())
+    s1, s2 = rows["s1"], rows["s2"]
+    assert s1["status"] == "DOWN" and s1["check_status"] == "L7STS" and s1["check_code"] == "500"
+    assert s1["check_desc"] == "Layer7 wrong status" and s1["last_chk"] != ""
+    assert (s1["check_rise"], s1["check_fall"], s1["check_health"]) == ("2", "3", "0")
+    assert int(s1["chkfail"]) >= 3 and s2["chkfail"] == "0" and s2["check_health"] == "4"  # rise + fall - 1
+    assert _value(m["haproxy_server_check_failures"], proxy="vs", server="s1") == int(s1["chkfail"])
+    assert _value(m["haproxy_server_check_code"], proxy="vs", server="s1") == 500
+    assert _value(m["haproxy_server_check_last_change_seconds"], proxy="vs", server="s1") < 5
+    assert (_value(m["haproxy_server_active"], proxy="vs", server="s1"),
+            _value(m["haproxy_server_backup"], proxy="vs", server="s2")) == (1, 1)
+    assert _value(m["haproxy_server_uweight"], proxy="vs", server="s1") == 1
+    assert _value(m["haproxy_backend_loadbalanced"], proxy="vs") == 0
+    state = lb.engine.admin.stats.runtime.execute("show servers state").splitlines()
+    s1_state, s2_state = state[2].split(), state[3].split()
+    # srv_op_state, then srv_check_result (2 failed, 3 passed) and srv_check_health
+    assert (s1_state[5], s1_state[11], s1_state[12]) == ("0", "2", "0")
+    assert (s2_state[5], s2_state[11], s2_state[12]) == ("2", "3", "4")

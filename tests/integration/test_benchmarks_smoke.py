@@ -235,3 +235,23 @@ def test_progress_bar_draws_on_a_terminal_only():
         bar.close()
     assert pipe.getvalue() == "line\n"
     assert "50%" in tty.getvalue() and "\r" in tty.getvalue() and "line\n" in tty.getvalue()
+
+
+@pytest.mark.timeout(120)
+def test_ab_checkout_runs_the_base_revision(tmp_path):
+    """benchmarks.ab compares against a git revision laid out as the installed package: a
+    `virtserve run` started with it imports that revision's engine, not this checkout's."""
+    import shutil
+    import subprocess
+
+    from virtserve.benchmarks.ab import REPO, checkout
+
+    if shutil.which("git") is None or subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
+                                                    capture_output=True).returncode != 0:
+        pytest.skip("needs git and a git checkout of virtserve")
+    path = checkout("HEAD", tmp_path / "base")
+    out = subprocess.run([sys.executable, "-c", "import virtserve.engine.l4.relay as r, virtserve.api as a;"
+                          "print(r.__file__); print(a.__file__)"],
+                         env={**os.environ, "PYTHONPATH": str(path)}, cwd=tmp_path,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert all(f.startswith(str(tmp_path / "base")) for f in out), out

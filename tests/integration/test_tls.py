@@ -11,6 +11,7 @@ import ssl
 
 import aiohttp
 import pytest
+from l4helpers import wait_for
 from tlshelpers import TlsBackend, client_context, handshake, need, run
 
 from virtserve.certs import LocalCA
@@ -264,3 +265,26 @@ async def test_expired_certificate_is_refused_at_start(pki, tmp_path):
                           not_before=dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=10))
     with pytest.raises(ConfigError, match="expired on"):
         Balancer(tls_config([1], {"crt": str(old)}))
+
+
+async def test_tcp_mode_encrypts_toward_servers_and_retries_one_that_fails_verification(balancer, pki):
+    """The L4 connect to a TLS server waits on the TCP connect and then the handshake; a
+    certificate that does not verify fails that attempt, and the next server serves."""
+    backend = await TlsBackend(pki["backend"]).start()
+    try:
+        def server(sni):
+            return {"address": f"127.0.0.1:{backend.port}",
+                    "ssl": {"verify": "required", "ca-file": str(pki["ca"].path), "sni": sni}}
+        config = {"listen": {"vs": {"bind": "127.0.0.1:0", "mode": "tcp", "retries": 1,
+                                    "servers": [server("other.test"), server("backend.test")]}}}
+        lb = await balancer(config)
+        async with aiohttp.ClientSession() as s:
+            for _ in range(4):  # round robin: two of them start on the server that fails
+                async with s.get(f"{lb.url}/x", headers={"Connection": "close"}) as r:
+                    assert r.status == 200
+                    assert (await r.json())["sni"] == "backend.test"
+        bad, good = lb.servers()
+        assert bad["failures"] >= 1 and bad["active"] == 0  # a failed attempt gives its slot back
+        await wait_for(lambda: lb.servers()[1]["active"] == 0)
+    finally:
+        await backend.stop()

@@ -241,39 +241,50 @@ async def test_reload_quiescent_fallback_and_director_settings(servers):
     timeouts_before, daemons_before = ipvsadm("-Ln", "--timeout"), ipvsadm("-Ln", "--daemon")
     rs1, rs2, rs3 = servers("rs1"), servers("rs2"), servers("rs3")
     servers("rs1", 8081, "sorry")
-    async with Engine(parse(config(server("rs1", RS1) + server("rs2", RS2)))) as engine:
+    old = f'{{ name = "old", address = "{RS3}:9" }}, '  # nothing listens there: down from the start
+    async with Engine(parse(config(server("rs1", RS1) + server("rs2", RS2) + old))) as engine:
         # [ipvs] at start: ipvsadm --set and --start-daemon.
         assert ipvsadm("-Ln", "--timeout") == "Timeout (tcp tcpfin udp): 901 121 301\n"
         assert "master sync daemon (mcast=lo, syncid=5," in ipvsadm("-Ln", "--daemon")
-        await until(lambda: answers(VIP, "rs1", "rs2"), "traffic through the VIP")
-
-        # Quiescent: a failed server stays in the table at weight 0.
+        # Quiescent: failed servers stay in the table at weight 0.
+        await until(lambda: f"{RS3}:9 Masq 0" in rows(), "the server nobody runs at weight 0")
         rs2.stop()
         await until(lambda: f"{RS2}:8080 Masq 0" in rows(), "rs2 at weight 0")
-        assert rows() == [f"TCP {VIP}:80 wrr", f"{RS1}:8080 Masq 1", f"{RS2}:8080 Masq 0"]
+        assert rows() == [f"TCP {VIP}:80 wrr", f"{RS1}:8080 Masq 1", f"{RS2}:8080 Masq 0", f"{RS3}:9 Masq 0"]
+        await until(lambda: answers(VIP, "rs1"), "traffic through the VIP")
         served = await until(conns, "the service's counters (summed every 2 s)")
+        held = await asyncio.wait_for(asyncio.open_connection(VIP, 80), 10)  # to rs1, the only one up
 
-        # Reload: rs3 joins, rs1 leaves, rs2 stays (still down: its health carries over, weight 0
-        # at once); the scheduler and persistence change in place; new timeouts; master -> backup.
-        await engine.reload(parse(config(server("rs2", RS2) + server("rs3", RS3), scheduler="wlc",
-                                         extra='persistent = { timeout = "300s" }', timeout="902s",
+        # Reload: rs3 joins, `old` leaves, rs2 stays and so does its health (down: weight 0 at
+        # once); the scheduler and persistence change in place; new timeouts; master -> backup.
+        await engine.reload(parse(config(server("rs1", RS1) + server("rs2", RS2) + server("rs3", RS3),
+                                         scheduler="wlc", extra='persistent = { timeout = "300s" }', timeout="902s",
                                          sync='{ state = "backup", interface = "lo", syncid = 6 }')))
-        assert rows() == [f"TCP {VIP}:80 wlc persistent 300", f"{RS2}:8080 Masq 0", f"{RS3}:8080 Masq 1"]
+        assert rows() == [f"TCP {VIP}:80 wlc persistent 300", f"{RS1}:8080 Masq 1", f"{RS2}:8080 Masq 0",
+                          f"{RS3}:8080 Masq 1"]
         assert conns() >= served  # edited, not deleted and added again
+        # The client connected before the reload gets its answer after it: the edit kept the
+        # kernel's connection.
+        reader, writer = held
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        assert (await asyncio.wait_for(reader.read(), 10)).endswith(b"rs1")
+        writer.close()
         assert ipvsadm("-Ln", "--timeout") == "Timeout (tcp tcpfin udp): 902 121 301\n"
         daemons = ipvsadm("-Ln", "--daemon")
         assert "backup sync daemon (mcast=lo, syncid=6," in daemons and "master" not in daemons
-        assert await until(lambda: answers(VIP, "rs3"), "traffic through the VIP after the reload")
+        assert await until(lambda: answers(VIP, "rs1", "rs3"), "traffic through the VIP after the reload")
 
         # All down: the fallback joins and answers through the VIP; one recovers: it leaves.
+        rs1.stop()
         rs3.stop()
         await until(lambda: f"{RS1}:8081" in table(), "the fallback in the table")
-        assert rows() == [f"TCP {VIP}:80 wlc persistent 300", f"{RS1}:8081 Masq 1",
+        assert rows() == [f"TCP {VIP}:80 wlc persistent 300", f"{RS1}:8080 Masq 0", f"{RS1}:8081 Masq 1",
                           f"{RS2}:8080 Masq 0", f"{RS3}:8080 Masq 0"]
         await until(lambda: answers(VIP, "sorry"), "the fallback server through the VIP")
         rs2.start()
         await until(lambda: f"{RS1}:8081" not in table(), "the fallback out of the table")
-        assert rows() == [f"TCP {VIP}:80 wlc persistent 300", f"{RS2}:8080 Masq 1", f"{RS3}:8080 Masq 0"]
+        assert rows() == [f"TCP {VIP}:80 wlc persistent 300", f"{RS1}:8080 Masq 0", f"{RS2}:8080 Masq 1",
+                          f"{RS3}:8080 Masq 0"]
         await until(lambda: answers(VIP, "rs2"), "the recovered server through the VIP")
 
         # A reload the kernel refuses (no such interface for the sync daemon) changes nothing,

@@ -23,6 +23,21 @@ servers = [{ address = "127.0.0.1:9002" }]
 colour = "red"
 """
 
+NATIVE_KEYS = """\
+[frontend.web]
+bind = "127.0.0.1"
+backend = 3
+maxconn = "many"
+colour = "red"
+size = 3
+
+[backend.app]
+retries = "x"
+cookie = { name = "LB", mode = "eat" }
+servers = [{ address = "127.0.0.1:1", weight = "w" }]
+timeout = { connect = "soon" }
+"""
+
 NATIVE_CHECKS = """\
 [frontend.web]
 bind = "127.0.0.1:8080"
@@ -61,14 +76,18 @@ virtual=127.0.0.1:80
     frobnicate=yes
 virtual=127.0.0.1:81
     real=127.0.0.1:82 masq heavy
+quiescent=maybe
 """
 
 
 @pytest.mark.parametrize("name,text,expected", [
     ("lb.toml", NATIVE_PARSE, [(1, "grace"), (6, "maxconn"), (9, "has no port"), (9, "weight"), (13, "colour")]),
+    ("lb.toml", NATIVE_KEYS, [(2, "has no port"), (3, "'backend'"), (4, "maxconn"), (5, "colour"), (6, "size"),
+                              (9, "retries"), (10, "cookie mode"), (11, "weight"), (12, "connect")]),
     ("lb.toml", NATIVE_CHECKS, [(6, "retries"), (10, "weight"), (13, "already bound"), (14, "nowhere")]),
     ("haproxy.cfg", HAPROXY, [(2, "nosuchthing"), (6, "timeout client"), (9, "needs a port"), (10, "weight")]),
-    ("ldirectord.cf", LDIRECTORD, [(1, "checktimeout"), (5, "frobnicate"), (7, "real=")]),
+    ("ldirectord.cf", LDIRECTORD, [(1, "checktimeout"), (5, "frobnicate"), (6, "needs service="), (7, "real="),
+                                      (8, "quiescent")]),
 ])
 def test_every_error_is_named_with_its_line(tmp_path, name, text, expected):
     path = tmp_path / name

@@ -116,3 +116,18 @@ def test_haproxy_stats_admin_in_band_is_noticed():
     config, notices = parse_with_notices(text, source="h.cfg")
     assert config.backends[0].stats is not None and config.backends[0].stats.admin
     assert any(n.startswith("h.cfg:5: notice: stats admin: the page served in-band") for n in notices)
+
+
+def test_haproxy_stats_in_defaults_reach_every_http_proxy():
+    text = ("defaults\n    mode http\n    stats enable\n    stats uri /proxy-stats\n    stats realm haproxy\\ statistics\n"
+            "    stats show-legends\n"
+            "frontend public\n    bind :80\n    default_backend app\n"
+            "backend app\n    server a 127.0.0.1:1\n"
+            "backend raw\n    mode tcp\n    server b 127.0.0.1:2\n")
+    from virtserve.engine.config.haproxy import parse_with_notices
+
+    config, notices = parse_with_notices(text, source="h.cfg")
+    page = StatsSpec(uri="/proxy-stats", realm="haproxy statistics")
+    assert config.frontends[0].stats == page and config.backends[0].stats == page
+    assert config.backends[1].stats is None  # mode tcp: nothing to serve it on, as HAProxy ignores it
+    assert any(n.startswith("h.cfg:6: notice: stats show-legends") for n in notices)

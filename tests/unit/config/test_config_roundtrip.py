@@ -221,7 +221,8 @@ def configs(draw):
                              tag=draw(st.sampled_from(["virtserve", "lb"])))
     if draw(st.booleans()):
         syncs = draw(st.lists(st.sampled_from(["master", "backup"]), unique=True, max_size=2))
-        top["ipvs"] = IpvsGlobalSpec(tcp=draw(times), tcpfin=draw(times), udp=draw(times),
+        seconds = st.just(0.0) | st.integers(1, 2147483).map(float)  # the kernel counts whole seconds
+        top["ipvs"] = IpvsGlobalSpec(tcp=draw(seconds), tcpfin=draw(seconds), udp=draw(seconds),
                                      sync=tuple(IpvsSyncSpec(s, "lo", draw(st.integers(0, 255))) for s in syncs))
     return Config(frontends=tuple(fronts), backends=tuple(backs), grace=draw(times), workers=draw(st.integers(1, 8)),
                   autoreload=draw(st.booleans()), **top)

@@ -250,3 +250,30 @@ def test_director_wide_settings():
     assert [(s.state, s.interface, s.syncid) for s in cfg.ipvs.sync] == [("master", "eth0", 3), ("backup", "eth1", 0)]
     with pytest.raises(ConfigError, match="<string>:2: sync in \\[ipvs\\]: at most one master"):
         parse('[ipvs]\nsync = [{ state = "master", interface = "a" }, { state = "master", interface = "b" }]\n')
+
+
+@pytest.mark.parametrize("ipvs, message", [
+    ('timeout = { tcp = "500ms" }', "<string>:3: the tcp timeout of [ipvs] must be whole seconds from 1s"),
+    ('timeout = { udp = "30d" }', "<string>:3: the udp timeout of [ipvs] must be whole seconds"),
+    ('timeout = { fin = "1s" }', "<string>:3: unknown key 'fin'"),
+    ('sync = { state = "master", interface = "eth0", syncid = 256 }', "<string>:3: a sync daemon of [ipvs]: syncid must be 0 to 255"),
+    ('sync = { state = "master", interface = "a-very-long-name0" }', "<string>:3: a sync daemon of [ipvs]: interface"),
+    ('sync = { state = "primary", interface = "eth0" }', "<string>:3: 'state' in a sync daemon of [ipvs]: expected one of"),
+    ('sync = { interface = "eth0" }', "<string>:3: a sync daemon of [ipvs] needs state"),
+])
+def test_bad_director_wide_settings_name_the_line(ipvs, message):
+    with pytest.raises(ConfigError) as err:
+        parse(f'\n[ipvs]\n{ipvs}\n')
+    assert message in str(err.value)
+
+
+def test_convert_writes_the_ipvs_settings_back():
+    from virtserve.engine.config.toml_writer import to_toml
+
+    cfg = parse('grace = 3\n[ipvs]\ntimeout = { tcp = "15m", udp = "301s" }\n'
+                'sync = [{ state = "master", interface = "eth0", syncid = 3 }, { state = "backup", interface = "eth1" }]\n'
+                '[listen.web]\nbind = "10.9.9.9:53"\nmode = "tcp"\nforward = "ipvs"\nscheduler = "sh"\n'
+                'ipvs = { protocol = "udp", one-packet = true }\n'
+                'servers = [{ address = "10.0.0.2:53", forward = "gate", u-threshold = 9, l-threshold = 3 }]\n')
+    again = parse(to_toml(cfg))
+    assert again == cfg and again.ipvs == cfg.ipvs and again.backends[0].ipvs.one_packet

@@ -30,7 +30,8 @@ CASES = [(n, REQUIRED.get(n, {})) for n in schedulers.names()] + [
     ("hdr", {"header": "host", "hash-type": "consistent crc32", "use-domain-only": True}),
     ("url_param", {"param": "id", "hash-type": "consistent"}),
     ("roundrobin", {"slowstart": 5}),
-]
+    ("random", {"hash-type": "consistent", "draws": 3}),
+] + [(n, {"scan-below": 0}) for n in ("lc", "wlc", "sed", "nq", "fo", "ovf", "first", "leastconn", "lblc", "lblcr")]
 IDS = [n + "".join(f"[{k}]" for k in o) for n, o in CASES]
 CLIENTS = ["10.0.0.1", "192.168.7.200", "203.0.113.9", "2001:db8::1", "::ffff:10.0.0.1", "fe80::2%eth0"]
 
