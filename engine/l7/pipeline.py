@@ -38,7 +38,7 @@ class Request:
     lower-case name -> values in order."""
 
     __slots__ = ("method", "url", "path", "headers", "src", "parts", "drop_xff", "backend", "reply",
-                 "keep_alive", "status")
+                 "keep_alive", "status", "sets_proto")
 
     def __init__(self, method: bytes, url: bytes, headers: dict[bytes, list[bytes]], src: str,
                  parts: list[bytes], keep_alive: bool = True) -> None:
@@ -53,6 +53,10 @@ class Request:
         self.reply: bytes | None = None  # the proxy's own answer (a redirect): no server is asked
         self.keep_alive = keep_alive  # after the reply
         self.status = 0
+        # A rule added X-Forwarded-Proto (haproxy.cfg's `reqadd X-Forwarded-Proto:\ http` beside
+        # `option forwardfor`): the operator's value goes alone, as in HAProxy, whose forwardfor
+        # adds X-Forwarded-For only.
+        self.sets_proto = False
 
     def origin_form(self) -> bytes:
         """The request target without scheme and authority: path and query."""
@@ -146,6 +150,8 @@ class _HeaderEdit:
             if self.action == "del-header":
                 return False
         req.parts += (self.name, b": ", self.value, b"\r\n")
+        if lname == b"x-forwarded-proto":
+            req.sets_proto = True
         values = req.headers.get(lname)
         if values is not None:
             values.append(self.value)

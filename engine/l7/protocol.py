@@ -270,16 +270,20 @@ class HttpProxyProtocol(asyncio.Protocol):
         if self._connection is not None and self._connection not in (b"close", b"keep-alive"):
             parts = _drop_connection_tokens(parts, self._connection)
         pipeline = self.pipeline
+        scheme = self.scheme
         if pipeline is not None:  # header rules, redirects, routes
             req = pipeline.run(Request(method, self._url, self._seen, self.ctx.client_ip, parts, keep_alive))
             self._seen = {}
             parts = req.parts
             if req.drop_xff:
                 self._xff = None
+            if req.sets_proto:
+                scheme = None
         if fe.forwardfor:
             ip = self.ctx.client_ip.encode()
-            parts += (b"x-forwarded-for: ", ip if self._xff is None else self._xff + b", " + ip,
-                      b"\r\nx-forwarded-proto: ", self.scheme, b"\r\n")
+            parts += (b"x-forwarded-for: ", ip if self._xff is None else self._xff + b", " + ip, b"\r\n")
+            if scheme is not None:
+                parts += (b"x-forwarded-proto: ", scheme, b"\r\n")
         elif self._xff is not None:
             parts += (b"x-forwarded-for: ", self._xff, b"\r\n")
         if self.added:
