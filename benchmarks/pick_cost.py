@@ -83,6 +83,33 @@ def measure(name: str, servers: int, picks: int, repeats: int) -> float | None:
     return statistics.median(runs)
 
 
+def rows(sizes: list[int], picks: int, repeats: int, only: str = "", forced: bool = True):
+    """(algorithm, [median CPU ns per pick or None, one per size]) for every algorithm."""
+    known = names() + ([f"{a}/{m}" for a in SCAN_OR_HEAP for m in FORCED] if forced else [])
+    for name in sorted(known):
+        if only and name not in only.split(","):
+            continue
+        cells = [measure(name, n, picks, repeats) for n in sizes]
+        if all(c is None for c in cells) and OPTIONS.get(name, {}) is None:
+            continue
+        yield name, cells
+
+
+def run(quick: bool = False, log=None) -> dict:
+    """For the harness (`python -m benchmarks -s pick-cost`): the table as data and markdown."""
+    sizes = [10, 1000, 100_000]
+    picks, repeats = (2000, 3) if quick else (5000, 5)
+    table = list(rows(sizes, picks, repeats))
+    md = ["| algorithm | " + " | ".join(f"{n:,} servers" for n in sizes) + " |",
+          "|---|" + "---:|" * len(sizes)]
+    md += [f"| {name} | " + " | ".join("n/a" if ns is None else f"{ns:,.0f}" for ns in cells) + " |"
+           for name, cells in table]
+    md.append("")
+    md.append(f"Median CPU ns per pick ({picks} picks x {repeats} repeats); NAME/scan: the kernel's "
+              "O(n) scan, NAME/heap: the tree, each forced.")
+    return {"sizes": sizes, "rows": [{"algorithm": n, "ns": c} for n, c in table], "markdown": "\n".join(md)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="pick_cost", description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default="10,1000,100000")
@@ -92,17 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-forced", action="store_true", help="leave out the NAME/scan and NAME/heap rows")
     args = ap.parse_args(argv)
     sizes = [int(x) for x in args.sizes.split(",")]
-    known = names() + ([] if args.no_forced else [f"{a}/{m}" for a in SCAN_OR_HEAP for m in FORCED])
-    algos = [a for a in sorted(known) if not args.only or a in args.only.split(",")]
     print(f"{'algorithm':<16}" + "".join(f"{n:>14,}" for n in sizes) + "   (median CPU ns per pick)")
-    for name in algos:
-        cells = []
-        for n in sizes:
-            ns = measure(name, n, args.picks, args.repeats)
-            cells.append(f"{ns:>14,.0f}" if ns is not None else f"{'n/a':>14}")
-        if all(c.strip() == "n/a" for c in cells) and OPTIONS.get(name, {}) is None:
-            continue
-        print(f"{name:<16}" + "".join(cells), flush=True)
+    for name, cells in rows(sizes, args.picks, args.repeats, args.only, not args.no_forced):
+        print(f"{name:<16}" + "".join(f"{ns:>14,.0f}" if ns is not None else f"{'n/a':>14}" for ns in cells),
+              flush=True)
     return 0
 
 

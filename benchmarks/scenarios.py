@@ -433,13 +433,13 @@ def scaling(results: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def run_pick_cost(opts: BenchOptions) -> dict[str, Any]:
     """The scheduler pick-cost measurement from benchmarks/pick_cost.py, when it exists.
 
-    The module provides ``run`` (or ``main``/``measure``); it is given the keyword arguments it
+    The module provides ``run``; it is given the keyword arguments it
     accepts among ``quick`` and ``log`` and returns a dict or a list of rows, kept as they are.
     """
     mod = pick_cost_module()
     if mod is None:
         return {"unavailable": "benchmarks/pick_cost.py is not present"}
-    fn = next((getattr(mod, n) for n in ("run_pick_cost", "run", "measure") if hasattr(mod, n)), None)
+    fn = getattr(mod, "run", None)
     if fn is None:
         return {"unavailable": "benchmarks/pick_cost.py has no run() function"}
     offered = {"quick": opts.quick, "log": opts.emit}
