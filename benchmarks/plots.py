@@ -44,7 +44,7 @@ def _targets(results: list[dict[str, Any]]) -> list[str]:
 def _throughput(plt, results, report, path: Path) -> Path:
     targets = _targets(results)
     names = [r["scenario"]["name"] for r in results]
-    fig, axes = plt.subplots(2, 1, figsize=(max(8, 1.1 * len(names) * len(targets) / 2), 8),
+    fig, axes = plt.subplots(2, 1, figsize=(min(18, max(8, 1.1 * len(names) * len(targets) / 2)), 8),
                              sharex=True)
     width = 0.8 / max(1, len(targets))
     for ax, key, label in ((axes[0], "req_per_cpu_s", "requests per proxy CPU-second"),
@@ -56,7 +56,9 @@ def _throughput(plt, results, report, path: Path) -> Path:
                 if v:
                     xs.append(j + (i - (len(targets) - 1) / 2) * width)
                     ys.append(v)
-            ax.bar(xs, ys, width, label=t, color=_COLORS.get(t))
+            base, twin = t.split("@")[0], "@" in t  # "haproxy@1w": the one-worker twin, paler
+            ax.bar(xs, ys, width, label=t, color=_COLORS.get(base), alpha=0.5 if twin else 1.0,
+                   hatch="//" if twin else None)
         ax.set_ylabel(label)
         ax.set_yscale("log")
         ax.grid(axis="y", alpha=0.3)
@@ -93,7 +95,8 @@ def _latency(plt, results, path: Path) -> Path:
                 continue
             # x: 1/(1-p) on a log axis spreads the tail (90, 99, 99.9 ...) evenly.
             xs = [1 / (1 - p / 100) for p, _ in curve]
-            ax.plot(xs, [us / 1000 for _, us in curve], marker=".", label=t, color=_COLORS.get(t))
+            ax.plot(xs, [us / 1000 for _, us in curve], marker=".", label=t, color=_COLORS.get(t.split("@")[0]),
+                    linestyle="--" if "@" in t else "-")
         ax.set_xscale("log")
         ticks = [1, 2, 10, 100, 1000, 10000]
         ax.set_xticks(ticks)
