@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 
 import pytest
@@ -255,3 +256,11 @@ def test_ab_checkout_runs_the_base_revision(tmp_path):
                          env={**os.environ, "PYTHONPATH": str(path)}, cwd=tmp_path,
                          capture_output=True, text=True, check=True).stdout.split()
     assert all(f.startswith(str(tmp_path / "base")) for f in out), out
+
+
+def test_embedded_startup_measures_serve_to_first_answer():
+    out = subprocess.run([sys.executable, "-m", "virtserve.benchmarks.embedded_startup"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert "serve() to the first answered request, ms:" in out
+    median = float(out.rsplit("median after the first:", 1)[1])
+    assert median > 0
