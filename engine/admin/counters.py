@@ -39,7 +39,7 @@ class Counters:
         self.req_errors = 0  # requests refused as invalid or timed out
         self.resp_errors = 0  # invalid or failed responses
         self.conn_errors = 0  # failed connection attempts to a server
-        self.denied = 0  # refused by the proxy (maxconn rules, no server...)
+        self.denied = 0  # requests denied by a rule (HAProxy dreq): no deny action exists yet, so 0
         self.retries = 0  # connection attempts retried on the same request
         self.redispatches = 0  # retries that went to another server
         self.hrsp = [0, 0, 0, 0, 0, 0]  # responses by class: other, 1xx, 2xx, 3xx, 4xx, 5xx
