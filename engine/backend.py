@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from virtserve.engine.admin.counters import Counters
 from virtserve.engine.config.model import BackendSpec, ServerSpec
@@ -301,6 +301,16 @@ class Backend:
              "last_change": s.last_change, "admin": s.admin or "ready"}
             for s in self.servers + ([self.fallback] if self.fallback is not None else [])
         ]
+
+
+def backends_for(specs: Iterable[BackendSpec], old: dict[str, Backend]) -> dict[str, Backend]:
+    """The runtime backends of a (re)loaded config: an unchanged one is kept as it is, a changed
+    one is rebuilt carrying over the state of the servers that stay (health, counters)."""
+    backends: dict[str, Backend] = {}
+    for spec in specs:
+        before = old.get(spec.name)
+        backends[spec.name] = before if before is not None and before.spec == spec else Backend(spec, carry_over=before)
+    return backends
 
 
 def make_persistence(spec: BackendSpec, servers: list[Server]) -> Any:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from virtserve.engine.admin.inband import pages as inband_pages
 from virtserve.engine.admin.plane import AdminPlane
-from virtserve.engine.backend import Backend
+from virtserve.engine.backend import Backend, backends_for
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
 from virtserve.engine.frontend import Frontend, backends_used
 from virtserve.engine.health import Health
@@ -108,10 +108,7 @@ class Engine:
     async def _apply(self, config: Config) -> None:
         state, pool = self.state, self.pool
         assert state is not None and pool is not None
-        backends: dict[str, Backend] = {}
-        for spec in config.backends:
-            old = self.backends.get(spec.name)
-            backends[spec.name] = old if old is not None and old.spec == spec else Backend(spec, carry_over=old)
+        backends = backends_for(config.backends, self.backends)
         frontends: dict[str, Frontend] = {}
         for spec in config.frontends:
             old_fe = self.frontends.get(spec.name)

@@ -8,7 +8,7 @@ import asyncio
 import logging
 from typing import Any, Callable
 
-from virtserve.engine.backend import Backend, Server
+from virtserve.engine.backend import Backend, Server, backends_for
 from virtserve.engine.config.model import Config
 from virtserve.engine.health import Health
 from virtserve.engine.ipvs.director import Director
@@ -35,7 +35,7 @@ class CheckPlane:
         """Start the checks (and program the kernel); the frontends the kernel serves."""
         self.state = state = EngineState(asyncio.get_running_loop())
         state.start()
-        self.backends = {spec.name: Backend(spec) for spec in self.config.backends}
+        self.backends = backends_for(self.config.backends, {})
         self.ipvs = Director(self.config, self.backends, state.loop)
         in_kernel = self.ipvs.decide(self.config)
         try:
@@ -55,10 +55,7 @@ class CheckPlane:
         if self.ipvs is not None and self.ipvs.decide(config) != self.ipvs.decide(self.config):
             raise RuntimeError("with workers, a reload cannot move a service between the kernel (IPVS) "
                                "and the userspace relay: restart virtserve to apply the new config")
-        backends: dict[str, Backend] = {}
-        for spec in config.backends:
-            old = self.backends.get(spec.name)
-            backends[spec.name] = old if old is not None and old.spec == spec else Backend(spec, carry_over=old)
+        backends = backends_for(config.backends, self.backends)
         changed = backends != self.backends
         if self.ipvs is not None:
             self.ipvs.apply(config, backends)  # the kernel's table: all or nothing
