@@ -191,6 +191,7 @@ class _Parser:
         interval = _number(*get("checkinterval", "10"), "checkinterval")
         timeout = _number(*get("checktimeout", "5"), "checktimeout")
         common: dict[str, Any] = {
+            "where": at,  # the checktype= line, else the virtual= line: what validation names
             "interval": interval, "timeout": timeout, "rise": 1,
             "fall": int(_number(*get("failurecount", "1"), "failurecount")),
             "negotiate_timeout": _number(*get("negotiatetimeout", "30"), "negotiatetimeout"),
@@ -217,8 +218,13 @@ class _Parser:
         method, mat = get("httpmethod", "GET")
         if method not in ("GET", "HEAD"):
             raise ConfigError(mat, f"httpmethod must be GET or HEAD, got {method!r}")
+        receive, rat = get("receive")  # a regular expression, as in ldirectord
+        try:
+            re.compile(receive)
+        except re.error as exc:
+            raise ConfigError(rat, f"receive is not a valid regular expression: {exc}") from None
         return CheckSpec(type=service, request=request if request.startswith("/") else "/" + request,
-                         receive=get("receive")[0], method=method,  # a regular expression, as in ldirectord
+                         receive=receive, method=method,
                          virtualhost=get("virtualhost")[0], **common)
 
     def _fallback(self, get: Any) -> ServerSpec | None:

@@ -78,6 +78,7 @@ def test_gate_and_ipip_are_served_as_nat_with_a_notice_and_ranges_expand():
     ("quiescent=maybe\nvirtual=127.0.0.1:80\n", 1, "yes or no"),
     ("virtual=127.0.0.1:80\n  checkinterval=soon\n", 2, "number of seconds"),
     ("virtual=127.0.0.1:80\n  scheduler=nope\n  real=127.0.0.1:81\n", 1, "unknown scheduler"),
+    ("virtual=127.0.0.1:80\n  real=127.0.0.1:81\n  receive=\"[\"\n", 3, "not a valid regular expression"),
 ])
 def test_errors_name_the_line(text, line, words):
     with pytest.raises(ConfigError) as err:
