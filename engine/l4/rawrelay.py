@@ -107,6 +107,8 @@ class RawServer:
         self.reactor = reactor_of(state)
         self.sock = sock
         sock.setblocking(False)
+        # Accepted sockets inherit TCP_NODELAY from the listener (Linux): no setsockopt each.
+        sock.setsockopt(_TCP, _NODELAY, 1)
         sock.listen(1024)
         self.family = sock.family
         self.fe: Frontend | None = None  # the frontend `raw` was decided for
@@ -221,7 +223,6 @@ class RawConn:
             self.backend = fe.pipeline.route_source(ctx.client_ip) or fe.backend
         if fe.needs_dest:
             ctx.dest_ip = csock.getsockname()[0]
-        csock.setsockopt(_TCP, _NODELAY, 1)
         self.reactor.add(csock.fileno(), self._on_client)
         self._dispatch(None)
 
@@ -315,7 +316,8 @@ class RawConn:
 
     def _pump_client(self) -> None:
         """Read the client and send to the server until drained, EOF, or the server is full."""
-        buf = self.reactor.buf
+        reactor = self.reactor
+        buf, view = reactor.buf, reactor.view
         csock, ssock = self.csock, self.ssock
         while True:
             try:
@@ -331,7 +333,7 @@ class RawConn:
                 return
             self.n_in += n
             self.deadline = self.state.now + self.fe.t_client
-            data = memoryview(buf)[:n]
+            data = view[:n]
             try:
                 sent = ssock.send(data)
             except (BlockingIOError, InterruptedError):
@@ -387,7 +389,8 @@ class RawConn:
     # --- server -> client -------------------------------------------------------------------
 
     def _pump_server(self) -> None:
-        buf = self.reactor.buf
+        reactor = self.reactor
+        buf, view = reactor.buf, reactor.view
         csock, ssock = self.csock, self.ssock
         while True:
             try:
@@ -403,7 +406,7 @@ class RawConn:
                 return
             self.n_out += n
             self.deadline = self.state.now + self.fe.t_server
-            data = memoryview(buf)[:n]
+            data = view[:n]
             try:
                 sent = csock.send(data, _DONTWAIT)
             except (BlockingIOError, InterruptedError):

@@ -28,7 +28,7 @@ EDGE = select.EPOLLIN | select.EPOLLOUT | select.EPOLLRDHUP | select.EPOLLET
 
 
 class Reactor:
-    __slots__ = ("loop", "epoll", "handlers", "busy", "dead", "buf")
+    __slots__ = ("loop", "epoll", "handlers", "busy", "dead", "buf", "view")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -37,6 +37,7 @@ class Reactor:
         self.busy = False  # within _on_ready: closes wait for the end of the batch
         self.dead: list[Any] = []  # sockets to close at the end of the batch
         self.buf = bytearray(BUFSIZE)  # the handlers' read buffer: each read is sent on at once
+        self.view = memoryview(self.buf)
         loop.add_reader(self.epoll.fileno(), self._on_ready)
 
     def add(self, fd: int, handler: Callable[[int], None], mask: int = EDGE) -> None:
