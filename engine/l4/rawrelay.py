@@ -38,7 +38,7 @@ from _socket import socket as _rawsocket
 from typing import TYPE_CHECKING, Any
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
-from virtserve.engine.l4.reactor import BUFSIZE, Reactor
+from virtserve.engine.l4.reactor import BUFSIZE, EDGE, Reactor
 from virtserve.engine.upstream.connect import Connecting
 from virtserve.schedulers.base import PickContext
 
@@ -53,6 +53,7 @@ log = logging.getLogger("virtserve.engine")
 enabled = True  # False: plain L4 binds use relay.py (the transport relay), as before
 
 ACCEPT_BATCH = 64  # accepts per readiness of a listener (level-triggered: the rest come next)
+ACCEPT_PAUSE = 0.1  # seconds a listener rests after accept failed for lack of resources
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR
 _OUT = select.EPOLLOUT
@@ -132,6 +133,10 @@ class RawServer:
     def is_serving(self) -> bool:
         return not self.closed
 
+    def _resume(self) -> None:
+        if not self.closed:
+            self.reactor.epoll.modify(self.sock.fileno(), select.EPOLLIN)
+
     def _on_accept(self, _events: int) -> None:
         fe = self.listener.fe
         if fe is not self.fe:  # first accept, or a reload retargeted the bind
@@ -143,15 +148,20 @@ class RawServer:
                 fd, addr = accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE, ENOBUFS, ECONNABORTED...: try again on the next readiness
-                if exc.errno != errno.ECONNABORTED:
-                    log.warning("frontend %s: accept failed: %s", fe.name, exc)
-                    return
-                continue
+            except OSError as exc:
+                if exc.errno == errno.ECONNABORTED:
+                    continue
+                # EMFILE, ENFILE, ENOBUFS...: the listener stays ready and would be reported
+                # at every turn of the loop; rest it a while (HAProxy pauses it too).
+                log.warning("frontend %s: accept failed, pausing the listener %.1f s: %s",
+                            fe.name, ACCEPT_PAUSE, exc)
+                self.reactor.epoll.modify(self.sock.fileno(), 0)
+                self.state.loop.call_later(ACCEPT_PAUSE, self._resume)
+                return
             if not self.raw or (fe.maxconn and (fe.current >= fe.maxconn or fe.waiting)):
                 handoff(self.state.loop, self.listener, socket.socket(family, socket.SOCK_STREAM, 0, fd))
                 continue
-            RawConn(fe, self.reactor).start(_rawsocket(family, socket.SOCK_STREAM, 0, fd), addr)
+            RawConn(fe, self.reactor, _rawsocket(family, socket.SOCK_STREAM, 0, fd), addr)
 
 
 def handoff(loop: asyncio.AbstractEventLoop, listener: Listener, sock: socket.socket) -> None:
@@ -174,11 +184,12 @@ class RawConn:
                  "last_server", "term", "backend", "t_try",
                  "c_rd", "c_hup", "c_eof", "to_client", "s_rd", "s_hup", "s_eof", "to_server")
 
-    def __init__(self, fe: Frontend, reactor: Reactor) -> None:
+    def __init__(self, fe: Frontend, reactor: Reactor, csock: Any, addr: Any) -> None:
+        """An accepted connection: counted, tracked, and its server connect started."""
         self.fe = fe
-        self.state = fe.state
+        state = self.state = fe.state
         self.reactor = reactor
-        self.csock: Any = None
+        self.csock = csock
         self.ssock: Any = None
         self.peer: Any = None  # the server socket once connected (None while connecting)
         self.server: Server | None = None
@@ -186,8 +197,9 @@ class RawConn:
         self.deadline = 0.0
         self.closed = False
         self.tries = 0
-        self.ctx = PickContext()
-        self.t_accept = self.t_connect = self.t_try = 0.0
+        ctx = self.ctx = PickContext(addr[0], addr[1])
+        self.t_accept = self.t_try = state.loop.time()
+        self.t_connect = 0.0
         self.n_in = self.n_out = 0
         self.term = "--"
         self.backend = fe.backend
@@ -197,34 +209,27 @@ class RawConn:
         self.s_rd = self.s_hup = self.s_eof = False
         self.to_client: Any = None
         self.to_server: Any = None
+        fe.current += 1
+        fe.total += 1
+        fc = fe.counters
+        if fe.current > fc.max_cur:
+            fc.max_cur = fe.current
+        state.conns.add(self)
+        if fe.pipeline is not None:  # routes on the client address (mode tcp)
+            self.backend = fe.pipeline.route_source(ctx.client_ip) or fe.backend
+        if fe.needs_dest:
+            ctx.dest_ip = csock.getsockname()[0]
+        fd = csock.fileno()
+        reactor.handlers[fd] = self._on_client
+        reactor.epoll.register(fd, EDGE)
+        self._dispatch(None)
 
     @property
     def transport(self) -> RawConn:
         """What drain and shutdown-sessions call close()/abort() on."""
         return self
 
-    # --- start ------------------------------------------------------------------------------
-
-    def start(self, csock: Any, addr: Any) -> None:
-        self.csock = csock
-        fe = self.fe
-        fe.current += 1
-        fe.total += 1
-        fc = fe.counters
-        if fe.current > fc.max_cur:
-            fc.max_cur = fe.current
-        state = self.state
-        self.t_accept = state.loop.time()
-        state.conns.add(self)
-        ctx = self.ctx
-        ctx.client_ip = addr[0]
-        ctx.client_port = addr[1]
-        if fe.pipeline is not None:  # routes on the client address (mode tcp)
-            self.backend = fe.pipeline.route_source(ctx.client_ip) or fe.backend
-        if fe.needs_dest:
-            ctx.dest_ip = csock.getsockname()[0]
-        self.reactor.add(csock.fileno(), self._on_client)
-        self._dispatch(None)
+    # --- connect ----------------------------------------------------------------------------
 
     def _dispatch(self, avoid: Server | None) -> None:
         backend = self.backend
@@ -238,7 +243,8 @@ class RawConn:
         backend.take(server)
         self.server = self.last_server = server
         self.deadline = self.state.now + self.fe.t_connect
-        self.t_try = self.state.loop.time()
+        if avoid is not None:  # a retry (the first try started at accept)
+            self.t_try = self.state.loop.time()
         address = server.address
         ssock = self.ssock = _rawsocket(_INET6 if ":" in address else _INET, _NONBLOCK_STREAM)
         ssock.setsockopt(_TCP, _NODELAY, 1)
@@ -246,7 +252,10 @@ class RawConn:
         if err and err != errno.EINPROGRESS:
             self._connect_failed()
             return
-        self.reactor.add(ssock.fileno(), self._on_server)
+        fd = ssock.fileno()
+        reactor = self.reactor
+        reactor.handlers[fd] = self._on_server
+        reactor.epoll.register(fd, EDGE)
 
     def _connected(self) -> None:
         self.peer = self.ssock

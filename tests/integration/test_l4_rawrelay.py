@@ -237,3 +237,43 @@ async def test_reload_from_tcp_to_http_on_the_same_socket(backends, balancer):
         assert await xff() == "127.0.0.1"
         await lb.reload(config | {"listen": {"vs": _listen(f"127.0.0.1:{address[1]}", [web.port])["listen"]["vs"]}})
         assert await xff() is None
+
+
+async def test_accept_out_of_fds_rests_the_listener_then_serves(raw_server, balancer, caplog):
+    """accept() failing with EMFILE: a warning, the listener rests instead of being reported
+    at every turn of the loop, and the waiting connection is served once fds are back."""
+    import os
+    import resource
+
+    srv = await raw_server(echo)
+    lb = await balancer(topology([srv.port], mode="tcp"))
+    client = socket.socket()
+    client.setblocking(False)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(map(int, os.listdir("/proc/self/fd"))) + 16, hard))
+    fillers = []
+    try:
+        with caplog.at_level("WARNING", logger="virtserve.engine"):
+            try:
+                while True:  # take every fd number left
+                    fillers.append(os.open(os.devnull, os.O_RDONLY))
+            except OSError:
+                pass
+            try:
+                client.connect(lb.address)
+            except BlockingIOError:
+                pass
+            await wait_for(lambda: "accept failed, pausing the listener" in caplog.text)
+            await asyncio.sleep(0.05)
+        # Rested, not retried at every turn of the loop (which logs thousands of times).
+        assert caplog.text.count("accept failed") == 1
+    finally:
+        for fd in fillers:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    reader, writer = await asyncio.open_connection(sock=client)
+    writer.write(b"served\n")
+    async with asyncio.timeout(5):
+        assert await reader.readline() == b"served\n"
+    writer.close()
+    await all_closed(lb)
