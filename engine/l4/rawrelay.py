@@ -303,7 +303,7 @@ class RawConn:
             if events & _FAIL and self.ssock.getsockopt(_SOL_SOCKET, _SO_ERROR):
                 self._connect_failed()
                 return
-            if not events & _OUT:
+            if not events & (_OUT | _FAIL):  # (connected, then already closed: its reads say so)
                 return
             self._connected()
             if self.c_rd:

@@ -12,6 +12,7 @@ import pytest
 from helpers import topology
 from l4helpers import active, echo, relay_conns, wait_for
 
+from virtserve.engine.config.model import Timeouts
 from virtserve.engine.l4.rawrelay import RawConn, RawServer
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.proxyproto import build_v1
@@ -276,4 +277,24 @@ async def test_accept_out_of_fds_rests_the_listener_then_serves(raw_server, bala
     async with asyncio.timeout(5):
         assert await reader.readline() == b"served\n"
     writer.close()
+    await all_closed(lb)
+
+
+async def test_server_that_closes_at_once_ends_the_connection_promptly(raw_server, balancer):
+    """Accepted then closed by the server before anything moves: the client sees the end at
+    once, not after the connect timeout."""
+
+    async def close_at_once(reader, writer):
+        writer.close()
+
+    srv = await raw_server(close_at_once)
+    lb = await balancer(topology([srv.port], mode="tcp", timeouts=Timeouts(connect=20.0)))
+    for _ in range(5):
+        reader, writer = await connect(lb.address)
+        async with asyncio.timeout(3):
+            try:
+                assert await reader.read(-1) == b""
+            except ConnectionResetError:
+                pass
+        writer.close()
     await all_closed(lb)
