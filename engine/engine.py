@@ -15,6 +15,7 @@ from virtserve.engine.backend import Backend, backends_for
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
 from virtserve.engine.frontend import Frontend, backends_used
 from virtserve.engine.health import Health
+from virtserve.engine.l4 import rawrelay
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener, listening_socket
@@ -188,7 +189,13 @@ class Engine:
         factory, tls = listener.server_args()
         try:
             sock = listening_socket(bind.address, bind.port, self.reuse_port)
-            if sock is not None:
+            if sock is not None and rawrelay.serves(bind) and fe.spec.mode == "tcp":
+                try:  # plain L4: the raw relay, no uvloop transports (l4/rawrelay.py)
+                    server = rawrelay.RawServer(self.state, sock, listener)  # type: ignore[arg-type, assignment]
+                except BaseException:
+                    sock.close()
+                    raise
+            elif sock is not None:
                 try:
                     server = await loop.create_server(factory, sock=sock, backlog=1024, **tls)
                 except BaseException:

@@ -32,6 +32,7 @@ class EngineState:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
         self._sweeper: asyncio.TimerHandle | None = None
+        self.reactor: Any = None  # the raw L4 relay's inner epoll (l4/reactor.py), made when first used
 
     def start(self) -> None:
         self._sweeper = self.loop.call_later(TICK, self._sweep)
@@ -42,6 +43,9 @@ class EngineState:
             self._sweeper = None
         for task in list(self.tasks):
             task.cancel()
+        if self.reactor is not None:
+            self.reactor.stop()
+            self.reactor = None
 
     def _sweep(self) -> None:
         self.now = now = self.loop.time()

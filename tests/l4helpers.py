@@ -140,3 +140,40 @@ def active(lb: Balancer) -> dict[str, int]:
 def relay_conns(lb: Balancer) -> list[Any]:
     """The balancer's live client-side protocols (TcpClientProtocol in mode tcp)."""
     return list(lb.engine.state.conns)
+
+
+# What the proxy holds per connection, for either relay: the transport relay (relay.py,
+# write buffers with a high-water mark) or the raw one (rawrelay.py, at most one read per
+# direction, and a side is not read while the other holds bytes).
+
+def held_toward_client(conn: Any) -> int:
+    if hasattr(conn, "to_client"):
+        return len(conn.to_client) if conn.to_client is not None else 0
+    return conn.transport.get_write_buffer_size()
+
+
+def held_toward_server(conn: Any) -> int:
+    if hasattr(conn, "to_server"):
+        return len(conn.to_server) if conn.to_server is not None else 0
+    return conn.peer.transport.get_write_buffer_size()
+
+
+def hold_limit(conn: Any) -> int:
+    """The most a direction may hold (plus one read of slack the assertions allow)."""
+    if hasattr(conn, "to_client"):
+        from virtserve.engine.l4.reactor import BUFSIZE
+
+        return BUFSIZE
+    return conn.transport.get_write_buffer_limits()[1]
+
+
+def reading_server(conn: Any) -> bool:
+    if hasattr(conn, "to_client"):
+        return conn.to_client is None
+    return conn.peer.transport.is_reading()
+
+
+def reading_client(conn: Any) -> bool:
+    if hasattr(conn, "to_server"):
+        return conn.to_server is None
+    return conn.transport.is_reading()

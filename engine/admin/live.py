@@ -17,6 +17,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
+from virtserve.engine.l4.rawrelay import RawConn
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 
@@ -55,7 +56,7 @@ def running_bytes(conns: Iterator[object] | set[object]) -> list[tuple[Counters,
     Counters accounting.py would pick for it."""
     out: list[tuple[Counters, int, int]] = []
     for conn in conns:
-        if isinstance(conn, TcpClientProtocol):
+        if isinstance(conn, (TcpClientProtocol, RawConn)):
             n_in, n_out = conn.n_in, conn.n_out
             if n_in or n_out:
                 s = conn.server or conn.last_server

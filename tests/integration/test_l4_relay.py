@@ -8,12 +8,21 @@ import time
 
 import pytest
 from helpers import topology
-from l4helpers import echo, hanging_port, relay_conns, wait_for, wait_stalled
+from l4helpers import (echo, hanging_port, held_toward_client, held_toward_server, hold_limit,
+                       reading_client, reading_server, relay_conns, wait_for, wait_stalled)
 
 from virtserve.engine.config.model import Timeouts
-from virtserve.engine.l4 import relay
+from virtserve.engine.l4 import rawrelay, relay
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True, params=["raw", "transport"])
+def which_relay(request, monkeypatch):
+    """Every test here runs on both relays: the raw one plain binds use, and the transport one
+    that serves TLS and accept-proxy binds and what the raw one hands off."""
+    monkeypatch.setattr(rawrelay, "enabled", request.param == "raw")
+    return request.param
 
 MB = 1 << 20
 
@@ -199,10 +208,9 @@ async def test_backpressure_server_floods_client_does_not_read(raw_server, balan
     # The kernel buffers hold a few MB; the proxy must hold no more than its high-water mark
     # plus one read, and the server side must be paused.
     [conn] = relay_conns(lb)
-    high = conn.transport.get_write_buffer_limits()[1]
-    assert conn.transport.get_write_buffer_size() <= high + 512 * 1024
-    assert conn.peer is not None and not conn.peer.transport.is_reading()
-    assert conn.peer.transport.get_write_buffer_size() == 0
+    assert held_toward_client(conn) <= hold_limit(conn) + 512 * 1024
+    assert conn.peer is not None and not reading_server(conn)
+    assert held_toward_server(conn) == 0
     # Once the client reads, everything flows and arrives intact.
     got = 0
     async with asyncio.timeout(30):
@@ -245,10 +253,9 @@ async def test_backpressure_client_floods_server_does_not_read(raw_server, balan
         await wait_stalled(lambda: sent[0])  # fails past 64 MB of the 96
         [conn] = relay_conns(lb)
         assert conn.peer is not None
-        high = conn.peer.transport.get_write_buffer_limits()[1]
-        assert conn.peer.transport.get_write_buffer_size() <= high + 512 * 1024
-        assert not conn.transport.is_reading()
-        assert conn.transport.get_write_buffer_size() == 0
+        assert held_toward_server(conn) <= hold_limit(conn) + 512 * 1024
+        assert not reading_client(conn)
+        assert held_toward_client(conn) == 0
         go.set()
         async with asyncio.timeout(30):
             await sender
@@ -280,9 +287,8 @@ async def test_many_slow_readers_stay_bounded(raw_server, balancer):
     conns = relay_conns(lb)
     assert len(conns) == 10
     for conn in conns:
-        high = conn.transport.get_write_buffer_limits()[1]
-        assert conn.transport.get_write_buffer_size() <= high + 512 * 1024
-        assert not conn.peer.transport.is_reading()
+        assert held_toward_client(conn) <= hold_limit(conn) + 512 * 1024
+        assert not reading_server(conn)
     for _, w in clients:
         w.close()
     await all_closed(lb)
@@ -316,15 +322,24 @@ async def test_backpressure_holds_for_bytes_held_while_connecting(balancer, monk
     first server, then a retry) toward a server that does not read. With small socket buffers
     the held bytes alone overfill the proxy's server-side write buffer; flushing them must not
     undo the pause that the full buffer asked for."""
-    made = relay.TcpServerProtocol.connection_made
+    # Loopback's 64 KiB MSS gives a fresh socket megabytes of send buffer: shrink it so
+    # the flush of the held bytes cannot all go to the kernel.
+    if rawrelay.enabled:
+        made = rawrelay.RawConn._connected
 
-    def small_sndbuf(self, transport):
-        # Loopback's 64 KiB MSS gives a fresh socket megabytes of send buffer: shrink it so
-        # the flush of the held bytes cannot all go to the kernel.
-        transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-        made(self, transport)
+        def small_sndbuf(self):
+            self.ssock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            made(self)
 
-    monkeypatch.setattr(relay.TcpServerProtocol, "connection_made", small_sndbuf)
+        monkeypatch.setattr(rawrelay.RawConn, "_connected", small_sndbuf)
+    else:
+        made = relay.TcpServerProtocol.connection_made
+
+        def small_sndbuf(self, transport):
+            transport.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            made(self, transport)
+
+        monkeypatch.setattr(relay.TcpServerProtocol, "connection_made", small_sndbuf)
 
     go = asyncio.Event()
 
@@ -357,9 +372,8 @@ async def test_backpressure_holds_for_bytes_held_while_connecting(balancer, monk
                 await wait_for(lambda: relay_conns(lb) and relay_conns(lb)[0].peer is not None)
                 await wait_stalled(lambda: sent[0])
                 [conn] = relay_conns(lb)
-                high = conn.peer.transport.get_write_buffer_limits()[1]
-                assert conn.peer.transport.get_write_buffer_size() <= high + 512 * 1024
-                assert not conn.transport.is_reading()
+                assert held_toward_server(conn) <= hold_limit(conn) + 512 * 1024
+                assert not reading_client(conn)
             finally:
                 go.set()
                 sender.cancel()
@@ -403,9 +417,8 @@ async def test_backpressure_from_the_first_server_bytes(raw_server, balancer):
     reader, writer = await connect(lb)
     await wait_stalled(lambda: sent[0])
     [conn] = relay_conns(lb)
-    high = conn.transport.get_write_buffer_limits()[1]
-    assert conn.transport.get_write_buffer_size() <= high + 512 * 1024
-    assert not conn.peer.transport.is_reading()
+    assert held_toward_client(conn) <= hold_limit(conn) + 512 * 1024
+    assert not reading_server(conn)
     writer.close()
     await all_closed(lb)
 
