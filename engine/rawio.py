@@ -131,6 +131,10 @@ class RawServer:
     def is_serving(self) -> bool:
         return self.serving
 
+    def _poll_reads(self) -> None:
+        if not self.gone and not self.registered:
+            self._register(_IN)
+
     def ready(self, events: int) -> None:
         accept = self.sock._accept  # type: ignore[attr-defined]  # (fd, address): no socket object made
         reactor, factory, family = self.reactor, self.factory, self.family
@@ -189,7 +193,7 @@ class RawServer:
 class RawTransport(asyncio.Transport):
     __slots__ = ("reactor", "fd", "family", "sock", "peer", "protocol", "buffer", "buffered", "registered",
                  "closing", "gone", "reading", "readable", "eof_out", "eof_in", "blocked",
-                 "high", "low", "error")
+                 "high", "low", "error", "deferred")
 
     def __init__(self, reactor: Reactor, fd: int, family: int, peer: Any,
                  protocol: asyncio.BaseProtocol) -> None:
@@ -213,12 +217,19 @@ class RawTransport(asyncio.Transport):
         self.low = 16384
         self.error: Exception | None = None
         protocol.connection_made(self)
+        # A protocol with `reads_done` may tell, after the first read, that it needs nothing
+        # more from the client until it answers (a whole request): the connection is then
+        # polled only from its first write on, and one closed after a single answer never is
+        # (HAProxy's way: a client's close while its request is served is seen at the answer).
+        reads_done = getattr(protocol, "reads_done", None)
+        self.deferred = reads_done is not None  # becomes False when a write must poll reads
         if self.reading and not self.closing:
             try:
                 self._read()  # speculative: the request usually came with the handshake
             except Exception as exc:
                 self._fatal(exc)
-        if not self.gone and not self.registered:
+        if not self.gone and not self.registered and not (self.deferred and reads_done()):  # type: ignore[misc]
+            self.deferred = False
             self._register(_IN)
 
     # --- events ---------------------------------------------------------------------------------
@@ -231,6 +242,10 @@ class RawTransport(asyncio.Transport):
             reactor.epoll.register(self.fd, mask)
             reactor.handlers[self.fd] = self
         self.registered = mask
+
+    def _poll_reads(self) -> None:
+        if not self.gone and not self.registered:
+            self._register(_IN)
 
     def ready(self, events: int) -> None:
         try:
@@ -300,6 +315,9 @@ class RawTransport(asyncio.Transport):
                 self._lost(exc)
                 return
             if sent == len(data):
+                if self.deferred:
+                    self.deferred = False
+                    self.reactor.soon(self._poll_reads)  # unless closed meanwhile
                 return
             data = data[sent:]
             self._register(_OUT)

@@ -78,6 +78,11 @@ async def reactor_server():
         reactor.close()
 
 
+def _clients(lb) -> list:
+    """The proxy's client connections (its server connections are in state.conns too)."""
+    return [c for c in lb.engine.state.conns if isinstance(getattr(c, "transport", None), RawTransport)]
+
+
 async def _accepted(protocols: list[Recorder], n: int = 1) -> None:
     """Wait (bounded) until the server has made n protocols."""
     async with asyncio.timeout(5):
@@ -255,7 +260,7 @@ async def test_slow_client_through_the_proxy_holds_a_bounded_buffer(backends, ba
     client.sendall(f"GET /bytes/{size} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
     client.setblocking(False)
     await asyncio.sleep(0.5)  # the client reads nothing meanwhile
-    (conn,) = [c for c in lb.engine.state.conns if isinstance(getattr(c, "transport", None), RawTransport)]
+    (conn,) = _clients(lb)
     assert conn.blocked  # pause_writing came: the server side is not read
     assert conn.transport.get_write_buffer_size() < 2 * 1024 * 1024  # not the 32 MiB
     loop = asyncio.get_running_loop()
@@ -330,3 +335,25 @@ async def test_reload_keeps_the_raw_listener_and_its_open_connections(backends, 
     assert not before.server.sockets
     with pytest.raises(OSError):
         socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+
+async def test_a_client_reset_while_its_request_is_served_ends_cleanly(backends, balancer):
+    # A whole request read at accept: the connection is not polled until the answer is
+    # written (as HAProxy does), so the reset is seen then; nothing is left behind.
+    (web,) = await backends("web")
+    lb = await balancer(topology([web.port]))
+    client = socket.create_connection(lb.address)
+    client.sendall(b"GET /slow/0.3 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.1)
+    (conn,) = _clients(lb)
+    assert conn.current is not None and not conn.transport.registered  # not polled meanwhile
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    async with asyncio.timeout(5):
+        while _clients(lb):
+            await asyncio.sleep(0.05)
+    assert lb.engine.frontends["vs"].current == 0
+    async with aiohttp.ClientSession() as s:  # and the proxy serves on
+        async with s.get(lb.url + "/") as r:
+            assert await r.text() == "web"
+    assert web.requests == 2
