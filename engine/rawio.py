@@ -31,6 +31,7 @@ _OUT = _IN | select.EPOLLOUT
 _ERR = select.EPOLLERR | select.EPOLLHUP
 _READ_EVENTS = select.EPOLLIN | select.EPOLLRDHUP | _ERR
 _WRITE_EVENTS = select.EPOLLOUT | _ERR
+_READ_ONLY = select.EPOLLIN
 # Reads and writes on the blocking fd that never block (sock_read_iter/sock_write_iter turn
 # RWF_NOWAIT into MSG_DONTWAIT); Python ignores SIGPIPE, so a reset peer is an EPIPE error.
 _NOWAIT = os.RWF_NOWAIT
@@ -55,7 +56,7 @@ class Reactor:
         self.loop = loop
         self.epoll = select.epoll()
         self.fd = self.epoll.fileno()
-        self.handlers: dict[int, Any] = {}  # fd -> RawTransport or RawServer
+        self.handlers: dict[int, Callable[[int], None]] = {}  # fd -> its RawTransport's or RawServer's ready
         self.later: list[Callable[[], None]] = []  # run once the current callbacks are done
         self.closed = False
         # One read buffer for all its connections: what is read is copied out at once.
@@ -72,9 +73,9 @@ class Reactor:
     def _on_ready(self) -> None:
         handlers = self.handlers
         for fd, events in self.epoll.poll(0, MAX_EVENTS):
-            handler = handlers.get(fd)
-            if handler is not None:
-                handler.ready(events)
+            ready = handlers.get(fd)
+            if ready is not None:
+                ready(events)
 
     def soon(self, callback: Callable[[], None]) -> None:
         """Call `callback` from the loop after the current callbacks: one loop handle for all
@@ -99,8 +100,8 @@ class Reactor:
             return
         self.closed = True
         self.loop.remove_reader(self.fd)
-        for handler in list(self.handlers.values()):
-            handler.shut()
+        for ready in list(self.handlers.values()):
+            ready.__self__.shut()  # type: ignore[attr-defined]
         self.handlers.clear()
         self.epoll.close()
 
@@ -120,7 +121,7 @@ class RawServer:
         self.family = sock.family
         self.serving = True
         self._retry: asyncio.TimerHandle | None = None
-        reactor.handlers[self.fd] = self
+        reactor.handlers[self.fd] = self.ready
         # Level-triggered: what a bounded accept round leaves is reported again.
         reactor.epoll.register(self.fd, select.EPOLLIN)
 
@@ -177,8 +178,7 @@ class RawServer:
         self.serving = False
         if self._retry is not None:
             self._retry.cancel()
-        if self.reactor.handlers.get(self.fd) is self:
-            del self.reactor.handlers[self.fd]
+        _forget(self.reactor.handlers, self)
         self.sock.close()
 
     shut = close
@@ -188,6 +188,13 @@ class RawServer:
 
     def get_loop(self) -> asyncio.AbstractEventLoop:
         return self.reactor.loop
+
+
+def _forget(handlers: dict[int, Callable[[int], None]], owner: Any) -> None:
+    """Drop owner's entry, unless its fd number already serves a newer connection."""
+    ready = handlers.get(owner.fd)
+    if ready is not None and ready.__self__ is owner:  # type: ignore[attr-defined]
+        del handlers[owner.fd]
 
 
 class RawTransport(asyncio.Transport):
@@ -240,7 +247,7 @@ class RawTransport(asyncio.Transport):
             reactor.epoll.modify(self.fd, mask)
         else:
             reactor.epoll.register(self.fd, mask)
-            reactor.handlers[self.fd] = self
+            reactor.handlers[self.fd] = self.ready
         self.registered = mask
 
     def _poll_reads(self) -> None:
@@ -248,6 +255,29 @@ class RawTransport(asyncio.Transport):
             self._register(_IN)
 
     def ready(self, events: int) -> None:
+        if events == _READ_ONLY and self.reading and not self.closing:
+            # The usual event of a kept-alive connection: its next request, read in one go.
+            reactor = self.reactor
+            try:
+                n = _preadv(self.fd, reactor.buffers, -1, _NOWAIT)
+                if 0 < n < READ_SIZE:
+                    self.protocol.data_received(reactor.view[:n].tobytes())
+                    return
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                self._lost(exc)
+                return
+            except Exception as exc:
+                self._fatal(exc)
+                return
+            if n:  # a full read: more may wait
+                try:
+                    self.protocol.data_received(reactor.view[:n].tobytes())
+                except Exception as exc:
+                    self._fatal(exc)
+                    return
+            events = select.EPOLLIN  # the end of stream, or the rest: the general path
         try:
             if events & _WRITE_EVENTS and self.buffer:
                 self._flush()
@@ -439,9 +469,7 @@ class RawTransport(asyncio.Transport):
         self.buffered = 0
         if self.registered:
             self.registered = 0
-            handlers = self.reactor.handlers
-            if handlers.get(self.fd) is self:
-                del handlers[self.fd]
+            _forget(self.reactor.handlers, self)
         # Closing leaves the epoll by itself: no EPOLL_CTL_DEL.
         if self.sock is not None:
             self.sock.close()
