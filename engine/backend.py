@@ -148,18 +148,14 @@ class Backend:
             s = persistence.pick(ctx, avoid)
             if s is not None:
                 return s
-        s = self.scheduler.pick(ctx, avoid)
-        if s is None:
-            s = self._pick_spare(ctx, avoid)
-        if s is None:
-            self.no_server += 1
-        elif persistence is not None:
+        s = self.scheduler.pick(ctx, avoid) or self.pick_spare(ctx, avoid)
+        if s is not None and persistence is not None:
             persistence.picked(ctx, s)
         return s
 
-    def _pick_spare(self, ctx: PickContext, avoid: Server | None) -> Server | None:
+    def pick_spare(self, ctx: PickContext, avoid: Server | None) -> Server | None:
         """No active server: the backups (all with `allbackups`, else the first available, as
-        HAProxy), then the fallback if every real server is down."""
+        HAProxy), then the fallback if every real server is down; None counted as no_server."""
         s = None
         if self.backup_scheduler is not None:
             if self.spec.allbackups:
@@ -170,6 +166,8 @@ class Backend:
                 s = next((b for b in spare if b is not avoid), spare[0] if spare else None)
         if s is None and self.fallback is not None and not self.healthy:
             s = self.fallback
+        if s is None:
+            self.no_server += 1
         return s
 
     def take(self, s: Server) -> None:

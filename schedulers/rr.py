@@ -25,7 +25,16 @@ class RoundRobin(Scheduler):
         self._cursor = -1  # index of the last pick; -1 is the kernel's list head
 
     def pick(self, ctx: PickContext, avoid=None):
-        i, s = walk(self.servers, self._cursor, avoid)
+        servers = self.servers
+        i = self._cursor + 1
+        if i == len(servers):
+            i = 0
+        if avoid is None and servers:
+            s = servers[i]  # the usual pick: the next server is available (Server.available, inline)
+            if s.up and s.weight > 0 and (not s.maxconn or s.active < s.maxconn):
+                self._cursor = i
+                return s
+        i, s = walk(servers, self._cursor, avoid)
         if i >= 0:
             self._cursor = i
         return s

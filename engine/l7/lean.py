@@ -118,7 +118,32 @@ class LeanProxyProtocol(HttpProxyProtocol):
         ex.t_begin = ex.t_head = self._t_begin = self.state.loop.time()
         self.deadline = 0.0
         self.current = ex
-        self._dispatch(ex, None)
+        # _dispatch, inline for the usual case (no persistence or look-ahead here: eligible()):
+        # the scheduler's pick, Backend.take, and an idle pooled connection to the server.
+        backend = ex.backend = self.backend
+        ctx = self.ctx
+        ctx.request = ex
+        server = backend.scheduler.pick(ctx, None) or backend.pick_spare(ctx, None)
+        if server is None:
+            self.upstream_failed(ex, 503)
+            return
+        if backend.counting or server.send_proxy:
+            self._send_to(ex, server)  # load hooks, or a PROXY header per client connection
+            return
+        server.active += 1
+        counters = server.counters
+        if server.active > counters.max_cur:
+            counters.max_cur = server.active
+        server.total += 1
+        backend.total += 1
+        ex.server = server
+        idle = self.fe.pool.idle.get(server)
+        while idle:
+            conn = idle.pop()
+            if not conn.transport.is_closing():
+                conn.attach(self, ex)
+                return
+        self.state.spawn(self._connect(ex, server))
 
     def response_done(self, ex: Exchange, close: bool) -> None:
         """_ended, merged for the usual end of a lean exchange: accounted, the server released,

@@ -379,8 +379,13 @@ class HttpProxyProtocol(asyncio.Protocol):
             return
         if avoid is not None and server is not avoid:
             redispatched(self.fe, avoid)
-        backend.take(server)
+        self._send_to(ex, server)
+
+    def _send_to(self, ex: Exchange, server: Server) -> None:
+        """ex goes to server: on an idle pooled connection, or a new one."""
+        ex.backend.take(server)
         ex.server = server
+        ctx = self.ctx
         # A connection that began with a PROXY header speaks for one client only.
         conn = self.fe.pool.acquire(server if not server.send_proxy else (server, ctx.client_ip, ctx.client_port))
         if conn is not None:

@@ -13,6 +13,7 @@ import httptools
 
 from virtserve.engine.l7.closing import mark_close
 from virtserve.engine.persist import edit_response
+from virtserve.engine.upstream.pool import MAX_IDLE_PER_SERVER
 
 if TYPE_CHECKING:
     from virtserve.engine.backend import Server
@@ -223,7 +224,14 @@ class HttpUpstreamProtocol(asyncio.Protocol):
             # connection must read (to see the server close it), and the next exchange on it
             # must get its response.
             self.transport.resume_reading()
-            self.fe.pool.release(self)
+            # UpstreamPool.release, inline for its usual case (a list with room, not draining)
+            fe = self.fe
+            idle = fe.pool.idle.get(self.key)
+            if idle is not None and len(idle) < MAX_IDLE_PER_SERVER and not self.state.draining:
+                self.deadline = self.state.now + fe.pool.idle_timeout
+                idle.append(self)
+            else:
+                fe.pool.release(self)
         else:
             self.deadline = 0.0
             self.transport.close()

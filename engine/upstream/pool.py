@@ -18,12 +18,12 @@ class UpstreamPool:
     def __init__(self, state: EngineState, idle_timeout: float) -> None:
         self.state = state
         self.idle_timeout = idle_timeout
-        self._idle: dict[Any, list[Any]] = {}
+        self.idle: dict[Any, list[Any]] = {}  # key -> parked connections, the last parked last
 
     def acquire(self, key: Any) -> Any | None:
         """An idle open connection to a server, or None. The key is the Server, or for a server
         sent a PROXY header (server, client ip, client port): such a connection is the client's."""
-        idle = self._idle.get(key)
+        idle = self.idle.get(key)
         while idle:
             conn = idle.pop()
             if not conn.transport.is_closing():
@@ -32,9 +32,9 @@ class UpstreamPool:
 
     def release(self, conn: Any) -> None:
         """Park a connection whose last exchange ended cleanly; close it when the pool is full."""
-        idle = self._idle.get(conn.key)
+        idle = self.idle.get(conn.key)
         if idle is None:  # not setdefault: its default list would be built on every call
-            idle = self._idle[conn.key] = []
+            idle = self.idle[conn.key] = []
         if self.state.draining or len(idle) >= MAX_IDLE_PER_SERVER:
             conn.transport.close()
             return
@@ -43,17 +43,17 @@ class UpstreamPool:
 
     def forget(self, conn: Any) -> None:
         """A parked connection closed (the server timed it out, or we did)."""
-        idle = self._idle.get(conn.key)
+        idle = self.idle.get(conn.key)
         if idle and conn in idle:
             idle.remove(conn)
 
     def idle_count(self, server: Server | None = None) -> int:
         if server is not None:
-            return sum(len(v) for k, v in self._idle.items() if k is server or (type(k) is tuple and k[0] is server))
-        return sum(len(v) for v in self._idle.values())
+            return sum(len(v) for k, v in self.idle.items() if k is server or (type(k) is tuple and k[0] is server))
+        return sum(len(v) for v in self.idle.values())
 
     def close(self) -> None:
-        for idle in self._idle.values():
+        for idle in self.idle.values():
             for conn in idle:
                 conn.transport.close()
             idle.clear()
