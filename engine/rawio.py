@@ -75,7 +75,11 @@ class Reactor:
         for fd, events in self.epoll.poll(0, MAX_EVENTS):
             ready = handlers.get(fd)
             if ready is not None:
-                ready(events)
+                try:
+                    ready(events)
+                except Exception as exc:  # the batch's other (edge-triggered) events must run
+                    self.loop.call_exception_handler({"message": "raw reactor handler failed",
+                                                      "exception": exc})
 
     def soon(self, callback: Callable[[], None]) -> None:
         """Call `callback` from the loop after the current callbacks: one loop handle for all
@@ -131,10 +135,6 @@ class RawServer:
 
     def is_serving(self) -> bool:
         return self.serving
-
-    def _poll_reads(self) -> None:
-        if not self.gone and not self.registered:
-            self._register(_IN)
 
     def ready(self, events: int) -> None:
         accept = self.sock._accept  # type: ignore[attr-defined]  # (fd, address): no socket object made

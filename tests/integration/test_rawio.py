@@ -357,3 +357,31 @@ async def test_a_client_reset_while_its_request_is_served_ends_cleanly(backends,
         async with s.get(lb.url + "/") as r:
             assert await r.text() == "web"
     assert web.requests == 2
+
+
+async def test_a_protocol_that_raises_loses_its_connection_only(reactor_server):
+    server, protocols = await reactor_server()
+    errors: list[dict] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    try:
+        bad_reader, bad_writer = await _connect(server)
+        good_reader, good_writer = await _connect(server)
+        await _accepted(protocols, 2)
+
+        def broken(data: bytes) -> None:
+            raise ValueError("protocol bug")
+
+        protocols[0].data_received = broken  # type: ignore[method-assign]
+        bad_writer.write(b"boom")
+        good_writer.write(b"fine")
+        async with asyncio.timeout(5):
+            assert isinstance(await protocols[0].lost, ValueError)
+            assert await bad_reader.read() == b""  # closed by the proxy
+            await protocols[1].got_data.wait()
+        assert bytes(protocols[1].data) == b"fine" and not protocols[1].transport.is_closing()
+        assert [str(c["exception"]) for c in errors] == ["protocol bug"]
+    finally:
+        loop.set_exception_handler(None)
+    bad_writer.close()
+    good_writer.close()
