@@ -385,3 +385,20 @@ async def test_a_protocol_that_raises_loses_its_connection_only(reactor_server):
         loop.set_exception_handler(None)
     bad_writer.close()
     good_writer.close()
+
+
+async def test_an_ipv6_plain_bind_is_raw_and_forwards_the_v6_client(backends, balancer):
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 in this Python")
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+    except OSError:
+        pytest.skip("no ::1 on this machine")
+    (web,) = await backends("web")
+    lb = await balancer(topology([web.port], bind="::1", forwardfor=True))
+    (bound,) = lb.engine._bound
+    assert isinstance(bound.server, RawServer)
+    async with aiohttp.ClientSession() as s:
+        async with s.get(lb.url + "/headers") as r:
+            assert dict((await r.json())["headers"])["X-Forwarded-For"] == "::1"
