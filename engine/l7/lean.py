@@ -162,6 +162,11 @@ class LeanProxyProtocol(HttpProxyProtocol):
         self.current = None
         self.deadline = state.now + self.fe.t_keep_alive
 
+    def reads_done(self) -> bool:
+        """For engine/rawio.py after the first read: a whole lean request is being answered,
+        nothing more is needed from the client until the response is written."""
+        return self.lean and self.current is not None
+
     def migrate(self) -> bool:
         if not HttpProxyProtocol.migrate(self):
             return False
