@@ -19,7 +19,8 @@ from virtserve.engine.l4 import rawrelay
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener, listening_socket
-from virtserve.engine.rawio import Reactor
+from virtserve.engine.reactor import reactor_of
+from virtserve.engine import rawio
 from virtserve.engine.state import EngineState
 from virtserve.engine.upstream.pool import UpstreamPool
 
@@ -70,7 +71,6 @@ class Engine:
         # checks and the IPVS Director once for all workers.
         self.make_health: Callable[[EngineState, dict[str, Backend]], Health] = Health
         self.make_director: Callable[[Config, dict[str, Backend], Any], Director] = _kernel_director
-        self.reactor: Reactor | None = None  # the plain HTTP binds' connections (engine/rawio.py)
 
     @property
     def listeners(self) -> list[Listener]:
@@ -199,10 +199,8 @@ class Engine:
                     raise
             elif sock is not None:
                 try:
-                    if listener.raw:
-                        if self.reactor is None:
-                            self.reactor = Reactor(loop)
-                        server = self.reactor.serve(factory, sock, backlog=1024)  # type: ignore[assignment]
+                    if listener.raw:  # plain HTTP: client connections on the reactor (rawio.py)
+                        server = rawio.serve(reactor_of(self.state), factory, sock, backlog=1024)  # type: ignore[assignment]
                     else:
                         server = await loop.create_server(factory, sock=sock, backlog=1024, **tls)
                 except BaseException:
@@ -262,9 +260,6 @@ class Engine:
             bound.server.close()
             await bound.server.wait_closed()
         self._bound.clear()
-        if self.reactor is not None:
-            self.reactor.close()
-            self.reactor = None
         self.state.stop()
         self.state = None
         if self._stopped is not None:

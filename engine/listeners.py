@@ -99,7 +99,7 @@ class Listener:
 
             self.store = CertStore(bind.ssl)
         self.accept_proxy = bind.accept_proxy
-        # Plain HTTP binds take their connections from the engine's Reactor (engine/rawio.py)
+        # Plain HTTP binds take their connections from the engine's reactor (rawio.py, reactor.py)
         # rather than from loop transports; decided once, the socket stays on it over reloads.
         self.raw = rawio.ENABLED and bind.ssl is None and not bind.accept_proxy and fe.spec.mode == "http"
         self.retarget(fe)

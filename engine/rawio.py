@@ -3,8 +3,8 @@
 uvloop gives every accepted connection a libuv handle: getsockname + getpeername whatever the
 protocol asks, an io_uring/epoll registration and an epoll_ctl DEL before close, and a Python
 `WeakValueDictionary` entry (pure-Python frames per connection). For a connection per request
-that was 12 syscalls and ~1/3 of the proxy's user time. Here an engine owns one `Reactor`: an
-inner edge-triggered `select.epoll` registered in the loop with a single `add_reader`. Its
+that was 12 syscalls and ~1/3 of the proxy's user time. Here they live on the engine's `Reactor`
+(engine/reactor.py: one inner edge-triggered epoll, one `add_reader` in the loop). Its
 listeners accept in a bounded loop (the peer address comes with accept), read the request at
 once (speculatively, as HAProxy does: wrk and browsers send it with the handshake), and
 register a connection only when it has to wait; closing the fd removes it from the epoll.
@@ -24,6 +24,8 @@ import select
 import socket
 from typing import Any, Callable
 
+from virtserve.engine.reactor import BUFSIZE, Reactor
+
 log = logging.getLogger("virtserve.engine")
 
 _IN = select.EPOLLIN | select.EPOLLRDHUP | select.EPOLLET
@@ -39,8 +41,6 @@ _preadv = os.preadv
 _pwritev = os.pwritev
 _NODELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
-READ_SIZE = 65536  # one recv: what uvloop reads at most per callback is larger, the effect is the same
-MAX_EVENTS = 256  # events handled per wake-up of the loop
 MAX_ACCEPTS = 64  # connections accepted per listener readiness: the rest waits a round
 MAX_READS = 4  # full reads of one connection in a row before others get their turn
 ACCEPT_RETRY = 1.0  # seconds without accepting after EMFILE/ENFILE (asyncio's delay)
@@ -49,65 +49,10 @@ _ACCEPT_AGAIN = (BlockingIOError, InterruptedError, ConnectionAbortedError)
 _OUT_OF_FDS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
-class Reactor:
-    """One engine's inner epoll: listeners and connections, dispatched by fd."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.epoll = select.epoll()
-        self.fd = self.epoll.fileno()
-        self.handlers: dict[int, Callable[[int], None]] = {}  # fd -> its RawTransport's or RawServer's ready
-        self.later: list[Callable[[], None]] = []  # run once the current callbacks are done
-        self.closed = False
-        # One read buffer for all its connections: what is read is copied out at once.
-        buffer = bytearray(READ_SIZE)
-        self.buffers = [buffer]
-        self.view = memoryview(buffer)
-        loop.add_reader(self.fd, self._on_ready)
-
-    def serve(self, factory: Callable[[], asyncio.BaseProtocol], sock: socket.socket,
-              backlog: int = 1024) -> RawServer:
-        """Listen on a bound socket; each connection gets factory()'s protocol."""
-        return RawServer(self, factory, sock, backlog)
-
-    def _on_ready(self) -> None:
-        handlers = self.handlers
-        for fd, events in self.epoll.poll(0, MAX_EVENTS):
-            ready = handlers.get(fd)
-            if ready is not None:
-                try:
-                    ready(events)
-                except Exception as exc:  # the batch's other (edge-triggered) events must run
-                    self.loop.call_exception_handler({"message": "raw reactor handler failed",
-                                                      "exception": exc})
-
-    def soon(self, callback: Callable[[], None]) -> None:
-        """Call `callback` from the loop after the current callbacks: one loop handle for all
-        the callbacks queued in one round."""
-        later = self.later
-        if not later:
-            self.loop.call_soon(self._run_later)
-        later.append(callback)
-
-    def _run_later(self) -> None:
-        later, self.later = self.later, []
-        for callback in later:
-            try:
-                callback()
-            except Exception as exc:  # one broken connection must not stop the others
-                self.loop.call_exception_handler({"message": "raw transport callback failed",
-                                                  "exception": exc})
-
-    def close(self) -> None:
-        """Close everything still open here (the engine has drained what it serves)."""
-        if self.closed:
-            return
-        self.closed = True
-        self.loop.remove_reader(self.fd)
-        for ready in list(self.handlers.values()):
-            ready.__self__.shut()  # type: ignore[attr-defined]
-        self.handlers.clear()
-        self.epoll.close()
+def serve(reactor: Reactor, factory: Callable[[], asyncio.BaseProtocol], sock: socket.socket,
+          backlog: int = 1024) -> RawServer:
+    """Listen on a bound socket; each connection gets factory()'s protocol."""
+    return RawServer(reactor, factory, sock, backlog)
 
 
 class RawServer:
@@ -260,7 +205,7 @@ class RawTransport(asyncio.Transport):
             reactor = self.reactor
             try:
                 n = _preadv(self.fd, reactor.buffers, -1, _NOWAIT)
-                if 0 < n < READ_SIZE:
+                if 0 < n < BUFSIZE:
                     self.protocol.data_received(reactor.view[:n].tobytes())
                     return
             except (BlockingIOError, InterruptedError):
@@ -308,7 +253,7 @@ class RawTransport(asyncio.Transport):
                     self.close()
                 return
             self.protocol.data_received(view[:n].tobytes())
-            if n < READ_SIZE:
+            if n < BUFSIZE:
                 # A short read took all there was; new data triggers the edge again.
                 self.readable = False
                 return

@@ -32,7 +32,7 @@ class EngineState:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.draining = False
         self._sweeper: asyncio.TimerHandle | None = None
-        self.reactor: Any = None  # the raw L4 relay's inner epoll (l4/reactor.py), made when first used
+        self.reactor: Any = None  # the raw relay's and rawio's inner epoll (reactor.py), made when first used
 
     def start(self) -> None:
         self._sweeper = self.loop.call_later(TICK, self._sweep)
@@ -44,7 +44,7 @@ class EngineState:
         for task in list(self.tasks):
             task.cancel()
         if self.reactor is not None:
-            self.reactor.stop()
+            self.reactor.close()
             self.reactor = None
 
     def _sweep(self) -> None:

@@ -161,7 +161,7 @@ def held_toward_server(conn: Any) -> int:
 def hold_limit(conn: Any) -> int:
     """The most a direction may hold (plus one read of slack the assertions allow)."""
     if hasattr(conn, "to_client"):
-        from virtserve.engine.l4.reactor import BUFSIZE
+        from virtserve.engine.reactor import BUFSIZE
 
         return BUFSIZE
     return conn.transport.get_write_buffer_limits()[1]

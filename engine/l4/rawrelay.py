@@ -1,5 +1,5 @@
 """The L4 (mode tcp) relay for plain binds: raw sockets on the engine's inner epoll
-(reactor.py), no uvloop transports.
+(engine/reactor.py), no uvloop transports.
 
 A new connection per request was where Python lost most against HAProxy: two uvloop
 transports per connection (getsockname, getpeername, io_uring submissions, Handles, futures)
@@ -32,13 +32,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import select
 import socket
 from _socket import socket as _rawsocket
 from typing import TYPE_CHECKING, Any
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
-from virtserve.engine.l4.reactor import BUFSIZE, EDGE, Reactor
+from virtserve.engine.reactor import BUFSIZE, EDGE, Reactor, reactor_of
 from virtserve.engine.upstream.connect import Connecting
 from virtserve.schedulers.base import PickContext
 
@@ -50,7 +51,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("virtserve.engine")
 
-enabled = True  # False: plain L4 binds use relay.py (the transport relay), as before
+# False (VIRTSERVE_RAWIO=0, as for rawio.py): plain L4 binds use relay.py, the transport relay
+enabled = os.environ.get("VIRTSERVE_RAWIO", "1") != "0"
 
 ACCEPT_BATCH = 64  # accepts per readiness of a listener (level-triggered: the rest come next)
 ACCEPT_PAUSE = 0.1  # seconds a listener rests after accept failed for lack of resources
@@ -91,13 +93,6 @@ def _literal(address: str) -> bool:
     return True
 
 
-def reactor_of(state: EngineState) -> Reactor:
-    reactor = state.reactor
-    if reactor is None:
-        reactor = state.reactor = Reactor(state.loop)
-    return reactor
-
-
 class RawServer:
     """A plain bind's listening socket on the reactor; for the engine, an asyncio.Server
     (close, wait_closed, sockets)."""
@@ -125,7 +120,7 @@ class RawServer:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self.reactor.close(self.sock)
+            self.reactor.discard(self.sock)
 
     async def wait_closed(self) -> None:
         return None
@@ -269,7 +264,7 @@ class RawConn:
         assert server is not None
         ssock, self.ssock = self.ssock, None
         if ssock is not None:
-            self.reactor.close(ssock)
+            self.reactor.discard(ssock)
         server.failures += 1
         fe = self.fe
         connect_failed(fe, server, retrying=self.tries < fe.retries)
@@ -493,9 +488,9 @@ class RawConn:
         self.closed = True
         self.deadline = 0.0
         reactor = self.reactor
-        reactor.close(self.csock)
+        reactor.discard(self.csock)
         if self.ssock is not None:
-            reactor.close(self.ssock)
+            reactor.discard(self.ssock)
         self.to_client = self.to_server = None
         self.fe.release()
         self.state.conns.discard(self)

@@ -15,7 +15,8 @@ from helpers import topology
 from tlshelpers import client_context
 
 from virtserve.certs import LocalCA
-from virtserve.engine.rawio import RawServer, RawTransport, Reactor
+from virtserve.engine.rawio import RawServer, RawTransport, serve
+from virtserve.engine.reactor import Reactor
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -68,7 +69,7 @@ async def reactor_server():
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
         protocols: list[Recorder] = []
-        server = reactor.serve(lambda: protocols.append(Recorder(keep_open_on_eof)) or protocols[-1], sock)
+        server = serve(reactor, lambda: protocols.append(Recorder(keep_open_on_eof)) or protocols[-1], sock)
         made.append((reactor, server))
         return server, protocols
 
