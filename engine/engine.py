@@ -9,6 +9,7 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from virtserve.engine import rawio
 from virtserve.engine.admin.inband import pages as inband_pages
 from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend, backends_for
@@ -20,7 +21,6 @@ from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener, listening_socket
 from virtserve.engine.reactor import reactor_of
-from virtserve.engine import rawio
 from virtserve.engine.state import EngineState
 from virtserve.engine.upstream.pool import UpstreamPool
 
