@@ -9,18 +9,16 @@ import socket
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from virtserve.engine import rawio
+from virtserve.engine import rawpaths
 from virtserve.engine.admin.inband import pages as inband_pages
 from virtserve.engine.admin.plane import AdminPlane
 from virtserve.engine.backend import Backend, backends_for
 from virtserve.engine.config.model import BindSpec, Config, FrontendSpec
 from virtserve.engine.frontend import Frontend, backends_used
 from virtserve.engine.health import Health
-from virtserve.engine.l4 import rawrelay
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
 from virtserve.engine.listeners import Listener, listening_socket
-from virtserve.engine.reactor import reactor_of
 from virtserve.engine.state import EngineState
 from virtserve.engine.upstream.pool import UpstreamPool
 
@@ -191,16 +189,17 @@ class Engine:
         factory, tls = listener.server_args()
         try:
             sock = listening_socket(bind.address, bind.port, self.reuse_port)
-            if sock is not None and rawrelay.serves(bind) and fe.spec.mode == "tcp":
+            if sock is not None and fe.spec.mode == "tcp" and rawpaths.l4_raw(bind):
                 try:  # plain L4: the raw relay, no uvloop transports (l4/rawrelay.py)
-                    server = rawrelay.RawServer(self.state, sock, listener)  # type: ignore[arg-type, assignment]
+                    server = rawpaths.rawrelay.RawServer(self.state, sock, listener)  # type: ignore[union-attr, arg-type, assignment]
                 except BaseException:
                     sock.close()
                     raise
             elif sock is not None:
                 try:
                     if listener.raw:  # plain HTTP: client connections on the reactor (rawio.py)
-                        server = rawio.serve(reactor_of(self.state), factory, sock, backlog=1024)  # type: ignore[assignment]
+                        server = rawpaths.rawio.serve(rawpaths.reactor_of(self.state), factory, sock,  # type: ignore[union-attr, misc]
+                                                      backlog=1024)
                     else:
                         server = await loop.create_server(factory, sock=sock, backlog=1024, **tls)
                 except BaseException:

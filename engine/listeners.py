@@ -20,7 +20,7 @@ import socket
 import ssl
 from typing import TYPE_CHECKING, Any, Callable
 
-from virtserve.engine import proxyproto, rawio
+from virtserve.engine import proxyproto, rawpaths
 from virtserve.engine.config.model import BindSpec
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
@@ -101,7 +101,7 @@ class Listener:
         self.accept_proxy = bind.accept_proxy
         # Plain HTTP binds take their connections from the engine's reactor (rawio.py, reactor.py)
         # rather than from loop transports; decided once, the socket stays on it over reloads.
-        self.raw = rawio.ENABLED and bind.ssl is None and not bind.accept_proxy and fe.spec.mode == "http"
+        self.raw = fe.spec.mode == "http" and rawpaths.http_raw(bind)
         self.retarget(fe)
 
     def retarget(self, fe: Frontend) -> None:

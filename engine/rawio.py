@@ -463,5 +463,18 @@ class RawTransport(asyncio.Transport):
         return f"<RawTransport fd={self.fd} {state} peer={self.peer!r}>"
 
 
+def _nowait_on_sockets() -> bool:
+    """Whether this kernel takes RWF_NOWAIT on sockets (older ones say EOPNOTSUPP)."""
+    a, b = socket.socketpair()
+    try:
+        _pwritev(a.fileno(), [b"x"], -1, _NOWAIT)
+        return _preadv(b.fileno(), [bytearray(1)], -1, _NOWAIT) == 1
+    except OSError:
+        return False
+    finally:
+        a.close()
+        b.close()
+
+
 # VIRTSERVE_RAWIO=0 keeps every bind on the loop's transports (for A/B measurements).
-ENABLED = os.environ.get("VIRTSERVE_RAWIO", "1") != "0"
+ENABLED = os.environ.get("VIRTSERVE_RAWIO", "1") != "0" and _nowait_on_sockets()

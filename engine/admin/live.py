@@ -17,15 +17,17 @@ from __future__ import annotations
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Iterator
 
-from virtserve.engine.l4.rawrelay import RawConn
 from virtserve.engine.l4.relay import TcpClientProtocol
 from virtserve.engine.l7.protocol import HttpProxyProtocol
+from virtserve.engine.rawpaths import rawrelay
 
 if TYPE_CHECKING:
     from virtserve.engine.admin.counters import Counters
     from virtserve.engine.engine import Engine
     from virtserve.engine.l7.protocol import Exchange
 
+# The L4 connections: the transport relay's, and the raw relay's where the platform has it.
+_RELAYS: tuple[type, ...] = (TcpClientProtocol,) + ((rawrelay.RawConn,) if rawrelay is not None else ())
 _folding: set[int] = set()  # engines being read now (a read inside a read folds nothing more)
 
 
@@ -56,7 +58,7 @@ def running_bytes(conns: Iterator[object] | set[object]) -> list[tuple[Counters,
     Counters accounting.py would pick for it."""
     out: list[tuple[Counters, int, int]] = []
     for conn in conns:
-        if isinstance(conn, (TcpClientProtocol, RawConn)):
+        if isinstance(conn, _RELAYS):
             n_in, n_out = conn.n_in, conn.n_out
             if n_in or n_out:
                 s = conn.server or conn.last_server
