@@ -97,6 +97,14 @@ class Frontend:
             return WaitingProtocol(self, origin)
         return origin.make(self)
 
+    def accepted(self) -> None:
+        """A connection is served: counted, and the frontend's peak follows."""
+        self.current += 1
+        self.total += 1
+        counters = self.counters
+        if self.current > counters.max_cur:
+            counters.max_cur = self.current
+
     def release(self) -> None:
         """A served connection ended: admit the longest-waiting one."""
         self.current -= 1

@@ -39,7 +39,7 @@ from _socket import socket as _rawsocket
 from typing import TYPE_CHECKING, Any
 
 from virtserve.engine.admin.accounting import connect_failed, connected, redispatched, tcp_done
-from virtserve.engine.reactor import BUFSIZE, EDGE, Reactor, reactor_of
+from virtserve.engine.reactor import BUFSIZE, Reactor, reactor_of
 from virtserve.engine.upstream.connect import Connecting
 from virtserve.schedulers.base import PickContext
 
@@ -204,19 +204,13 @@ class RawConn:
         self.s_rd = self.s_hup = self.s_eof = False
         self.to_client: Any = None
         self.to_server: Any = None
-        fe.current += 1
-        fe.total += 1
-        fc = fe.counters
-        if fe.current > fc.max_cur:
-            fc.max_cur = fe.current
+        fe.accepted()
         state.conns.add(self)
         if fe.pipeline is not None:  # routes on the client address (mode tcp)
             self.backend = fe.pipeline.route_source(ctx.client_ip) or fe.backend
         if fe.needs_dest:
             ctx.dest_ip = csock.getsockname()[0]
-        fd = csock.fileno()
-        reactor.handlers[fd] = self._on_client
-        reactor.epoll.register(fd, EDGE)
+        reactor.add(csock.fileno(), self._on_client)
         self._dispatch(None)
 
     @property
@@ -247,10 +241,7 @@ class RawConn:
         if err and err != errno.EINPROGRESS:
             self._connect_failed()
             return
-        fd = ssock.fileno()
-        reactor = self.reactor
-        reactor.handlers[fd] = self._on_server
-        reactor.epoll.register(fd, EDGE)
+        self.reactor.add(ssock.fileno(), self._on_server)
 
     def _connected(self) -> None:
         self.peer = self.ssock

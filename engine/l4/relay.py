@@ -67,11 +67,7 @@ class TcpClientProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         self.transport = transport
         fe = self.fe
-        fe.current += 1
-        fe.total += 1
-        fc = fe.counters
-        if fe.current > fc.max_cur:
-            fc.max_cur = fe.current
+        fe.accepted()
         self.t_accept = self.state.loop.time()
         self.state.conns.add(self)
         if not self.ctx.client_ip:  # else set from a PROXY header (listeners.Origin)

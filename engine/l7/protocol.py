@@ -151,11 +151,7 @@ class HttpProxyProtocol(asyncio.Protocol):
                 ctx.client_ip, ctx.client_port = peer[0], peer[1]
         if fe.needs_dest:
             ctx.dest_ip = transport.get_extra_info("sockname")[0]
-        fe.current += 1
-        fe.total += 1
-        fc = fe.counters
-        if fe.current > fc.max_cur:
-            fc.max_cur = fe.current
+        fe.accepted()
         state = self.state
         state.conns.add(self)
         self.t_accept = now = state.now
